@@ -1,0 +1,48 @@
+"""What an exporter hands to a backend: an ONNX file on disk, or the torch module itself."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from parity.results import ExportRecord
+
+
+@dataclass
+class Artifact:
+    """A runnable form of the model.
+
+    `kind` is "torch" (the live module, for eager backends) or "onnx" (`path` to the
+    .onnx file, with any external-data files beside it in the same directory).
+    """
+
+    kind: str
+    input_names: list[str]
+    output_names: list[str]
+    path: Path | None = None
+    module: Any = None
+    record: ExportRecord | None = None
+    input_axes: dict[str, int] = field(default_factory=dict)  # batch axis of every input
+
+
+def hash_files(directory: Path) -> tuple[str, tuple[str, ...], int]:
+    """SHA-256 of an artifact directory: of the file itself if there is one, else of every file's name and hash.
+
+    Returns (sha256, relative file names, total size in bytes).
+    """
+    files = sorted(p for p in directory.rglob("*") if p.is_file())
+    names = tuple(str(p.relative_to(directory)) for p in files)
+    size = sum(p.stat().st_size for p in files)
+    hashes = []
+    for p in files:
+        digest = hashlib.sha256()
+        with open(p, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        hashes.append(digest.hexdigest())
+    if len(files) == 1:
+        return hashes[0], names, size
+    combined = hashlib.sha256("".join(f"{n}\0{h}\n" for n, h in zip(names, hashes)).encode()).hexdigest()
+    return combined, names, size

@@ -1,0 +1,84 @@
+"""The backend contract every runtime implements: availability, load, infer, close, runtime_info."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from parity.artifact import Artifact
+from parity.errors import BackendError, ParityError, one_line
+
+
+class Backend(ABC):
+    """A runtime executing an Artifact.
+
+    Lifecycle: `availability()` (None, or the reason it cannot run here: a SKIP) ->
+    `load(artifact)` -> `infer(feeds)` any number of times -> `close()`. `runtime_info()`
+    records what really ran (device, providers, versions) and is valid after `load`.
+    Subclasses override the `*_impl` methods; the public methods turn their failures into
+    BackendError so the runner reports an ERROR verdict with the message.
+    """
+
+    accepts: ClassVar[str] = "onnx"  # the Artifact kind it runs: "onnx" or "torch"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._loaded: Artifact | None = None
+
+    # -- the contract ---------------------------------------------------------------------------
+
+    def availability(self) -> str | None:
+        """None when this backend can run here, else a one-line reason (the verdict becomes SKIP)."""
+        return None
+
+    def load(self, artifact: Artifact) -> None:
+        if artifact.kind != self.accepts:
+            raise BackendError(f"backend '{self.name}' runs {self.accepts} artifacts, got {artifact.kind}")
+        try:
+            self._load_impl(artifact)
+        except ParityError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"backend '{self.name}' failed to load the model: {one_line(exc)}") from exc
+        self._loaded = artifact
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._loaded is None:
+            raise BackendError(f"backend '{self.name}': infer() before load()")
+        try:
+            outputs = self._infer_impl(feeds)
+        except ParityError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"backend '{self.name}' inference failed: {one_line(exc)}") from exc
+        return {name: np.asarray(value) for name, value in outputs.items()}
+
+    def close(self) -> None:
+        try:
+            self._close_impl()
+        finally:
+            self._loaded = None
+
+    def runtime_info(self) -> dict[str, Any]:
+        """What actually ran: device, providers, library versions, settings in force."""
+        return {}
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- for subclasses ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def _load_impl(self, artifact: Artifact) -> None: ...
+
+    @abstractmethod
+    def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def _close_impl(self) -> None:
+        return None

@@ -1,0 +1,134 @@
+"""ONNX Runtime with any execution providers; a requested provider that did not load is an ERROR."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from parity.artifact import Artifact
+from parity.backends.base import Backend
+from parity.errors import ConfigError, ProviderFallbackError
+
+_OPT_LEVELS = {
+    "disable_all": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+_EXEC_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
+
+
+class OrtBackend(Backend):
+    """onnxruntime.InferenceSession over the ONNX artifact.
+
+    `providers` is an ordered list of {name, options}. ORT silently falls back to CPU when a
+    provider cannot load; with `require_providers` (the default) that becomes an ERROR naming
+    the providers that really ran, never a PASS computed somewhere else.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        providers: list[dict[str, Any]] | None = None,
+        graph_optimization_level: str = "all",
+        intra_op_num_threads: int = 0,
+        inter_op_num_threads: int = 0,
+        execution_mode: str = "sequential",
+        require_providers: bool = True,
+    ) -> None:
+        super().__init__(name)
+        self.providers = [dict(p) for p in (providers or [{"name": "CPUExecutionProvider", "options": {}}])]
+        if graph_optimization_level not in _OPT_LEVELS:
+            raise ConfigError(
+                f"backend '{name}': graph_optimization_level '{graph_optimization_level}' "
+                f"is not one of {sorted(_OPT_LEVELS)}"
+            )
+        if execution_mode not in _EXEC_MODES:
+            raise ConfigError(f"backend '{name}': execution_mode '{execution_mode}' is not one of {sorted(_EXEC_MODES)}")
+        self.graph_optimization_level = graph_optimization_level
+        self.intra_op_num_threads = intra_op_num_threads
+        self.inter_op_num_threads = inter_op_num_threads
+        self.execution_mode = execution_mode
+        self.require_providers = require_providers
+        self._session: Any = None
+
+    @property
+    def requested(self) -> list[str]:
+        return [p["name"] for p in self.providers]
+
+    def availability(self) -> str | None:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "onnxruntime is not installed (pip install onnxruntime, or onnxruntime-gpu for GPU providers)"
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        missing = [p for p in self.requested if p not in available]
+        if missing:
+            return (
+                f"onnxruntime {ort.__version__} lacks {', '.join(missing)} "
+                f"(available: {', '.join(available)})"
+            )
+        return None
+
+    def _load_impl(self, artifact: Artifact) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[self.graph_optimization_level])
+        options.execution_mode = getattr(ort.ExecutionMode, _EXEC_MODES[self.execution_mode])
+        options.intra_op_num_threads = self.intra_op_num_threads
+        options.inter_op_num_threads = self.inter_op_num_threads
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            str(artifact.path),
+            sess_options=options,
+            providers=[(p["name"], {str(k): str(v) for k, v in (p.get("options") or {}).items()}) for p in self.providers],
+        )
+        active = self._session.get_providers()
+        fell_back = [p for p in self.requested if p not in active]
+        if fell_back and self.require_providers:
+            raise ProviderFallbackError(
+                f"requested provider(s) {', '.join(fell_back)} did not load; ONNX Runtime ran on "
+                f"{', '.join(active)} instead (a silent fallback, not a valid result)"
+            )
+        self._graph_outputs = [o.name for o in self._session.get_outputs()]
+        self._graph_inputs = [i.name for i in self._session.get_inputs()]
+
+    def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self._loaded is not None
+        declared = self._loaded.output_names
+        run_feeds = {name: np.ascontiguousarray(feeds[name]) for name in self._graph_inputs if name in feeds}
+        missing = [name for name in self._graph_inputs if name not in feeds]
+        if missing:
+            raise ValueError(f"the ONNX graph needs inputs {missing} that the model config does not declare")
+        if all(name in self._graph_outputs for name in declared):
+            values = self._session.run(declared, run_feeds)
+        elif len(self._graph_outputs) == len(declared):  # names lost in export: match by position
+            values = self._session.run(self._graph_outputs, run_feeds)
+        else:
+            raise ValueError(f"the ONNX graph's outputs {self._graph_outputs} do not match the declared {declared}")
+        return dict(zip(declared, values))
+
+    def _close_impl(self) -> None:
+        self._session = None
+
+    def runtime_info(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        info: dict[str, Any] = {
+            "framework": "onnxruntime",
+            "onnxruntime": ort.__version__,
+            "device": ort.get_device(),
+            "providers_requested": self.requested,
+            "graph_optimization_level": self.graph_optimization_level,
+            "intra_op_num_threads": self.intra_op_num_threads,
+            "inter_op_num_threads": self.inter_op_num_threads,
+            "execution_mode": self.execution_mode,
+        }
+        if self._session is not None:
+            info["providers_active"] = self._session.get_providers()
+            info["provider_options"] = self._session.get_provider_options()
+        return info

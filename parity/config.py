@@ -1,0 +1,254 @@
+"""Structured-config schemas for every config group, registered in Hydra's ConfigStore."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from omegaconf import MISSING
+
+from parity.errors import ConfigError
+
+BATCH = "batch"  # the symbol that marks the batch axis in an input's shape
+
+
+class Mode(str, Enum):
+    """What one job does."""
+
+    verify = "verify"
+    golden = "golden"
+
+
+class Distribution(str, Enum):
+    """How an input's values are drawn."""
+
+    normal = "normal"  # mean, std
+    uniform = "uniform"  # [low, high)
+    randint = "randint"  # integers in [low, high)
+    image = "image"  # uint8 pixels in [0, 255] scaled to [0, 1], then (x - mean) / std per channel
+
+
+class OutputKind(str, Enum):
+    """What an output holds; logits and probabilities turn on the classification metrics."""
+
+    tensor = "tensor"
+    logits = "logits"
+    probabilities = "probabilities"
+
+
+class Check(str, Enum):
+    """Which error statistic must hold against the tolerance (Polygraphy's check_error_stat)."""
+
+    elementwise = "elementwise"  # every element: |d| <= atol + rtol * |ref|
+    max = "max"  # max |d| <= atol, or max rel <= rtol
+    mean = "mean"  # mean |d| <= atol, or mean rel <= rtol
+    median = "median"  # median |d| <= atol, or median rel <= rtol
+
+
+@dataclass
+class InputSpec:
+    """One model input: name, shape with the symbol `batch` on its batch axis, dtype, values."""
+
+    name: str = MISSING
+    shape: list[Any] = MISSING
+    dtype: str = "float32"
+    distribution: Distribution = Distribution.normal
+    mean: float = 0.0
+    std: float = 1.0
+    low: float = 0.0
+    high: float = 1.0
+    # image: per-channel normalisation after scaling pixels to [0, 1] (ImageNet's by default)
+    channel_mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
+    channel_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    seed: Optional[int] = None  # None: derived from the input set's seed and the input's position
+
+
+@dataclass
+class OutputSpec:
+    """One model output, in the order the model returns them."""
+
+    name: str = MISSING
+    kind: OutputKind = OutputKind.tensor
+
+
+@dataclass
+class ModelConfig:
+    """A model: a builder called under a fixed seed, and its declared inputs and outputs."""
+
+    name: str = MISSING
+    seed: int = 0
+    builder: dict[str, Any] = MISSING  # {_target_: dotted.path.to.builder, **kwargs} -> torch.nn.Module
+    inputs: list[InputSpec] = MISSING
+    outputs: list[OutputSpec] = MISSING
+
+
+@dataclass
+class ExporterConfig:
+    """A torch -> ONNX exporter."""
+
+    _target_: str = MISSING
+    name: str = MISSING
+    opset: Optional[int] = None  # None: the exporter's default
+    dynamic_batch: bool = True  # False: re-export for every batch size
+    constant_folding: bool = True
+    optimize: bool = True  # dynamo only: run onnxscript's graph optimiser
+    external_data: bool = True  # dynamo only: weights beside the .onnx file
+
+
+@dataclass
+class BackendConfig:
+    """A runtime that executes the model (torch eager) or its ONNX artifact."""
+
+    _target_: str = MISSING
+    name: str = MISSING
+
+
+@dataclass
+class TorchBackendConfig(BackendConfig):
+    """Eager torch."""
+
+    device: str = "cpu"
+    num_threads: Optional[int] = None
+
+
+@dataclass
+class ProviderConfig:
+    """One ONNX Runtime execution provider and its options."""
+
+    name: str = MISSING
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OrtBackendConfig(BackendConfig):
+    """ONNX Runtime with an ordered list of execution providers."""
+
+    providers: list[ProviderConfig] = field(default_factory=lambda: [ProviderConfig(name="CPUExecutionProvider")])
+    graph_optimization_level: str = "all"  # disable_all | basic | extended | all
+    intra_op_num_threads: int = 0  # 0: ORT's default
+    inter_op_num_threads: int = 0
+    execution_mode: str = "sequential"  # sequential | parallel
+    # True: a requested provider missing from session.get_providers() is an ERROR (silent CPU fallback)
+    require_providers: bool = True
+
+
+@dataclass
+class OutputTolerance:
+    """Per-output override; unset fields inherit the tolerance option's defaults."""
+
+    atol: Optional[float] = None
+    rtol: Optional[float] = None
+    check: Optional[Check] = None
+
+
+@dataclass
+class ToleranceConfig:
+    """How close a candidate must be to the golden."""
+
+    name: str = MISSING
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    check: Check = Check.elementwise
+    per_output: dict[str, OutputTolerance] = field(default_factory=dict)
+    # classification outputs only; None: reported, not part of the verdict
+    min_top1_agreement: Optional[float] = None  # fraction in [0, 1]
+    max_prob_diff_pp: Optional[float] = None  # percentage points
+
+
+@dataclass
+class InputsConfig:
+    """The input set stored with the golden: how many samples, which seed, which batch sizes."""
+
+    name: str = "default"
+    num_samples: int = 4
+    seed: int = 0
+    batch_sizes: Optional[list[int]] = None  # None: one batch of all num_samples
+
+
+@dataclass
+class GoldenConfig:
+    """Where goldens live and whether mode=golden may replace one."""
+
+    root: str = "golden"  # relative paths resolve against the directory parity was started in
+    overwrite: bool = False
+
+
+@dataclass
+class ReportConfig:
+    """Outputs of a job: the stdout table and report.json."""
+
+    json: bool = True
+    filename: str = "report.json"
+    table_format: str = "github"
+    print_table: bool = True
+
+
+@dataclass
+class ParityConfig:
+    """The top-level config; group options are typed by their own base_* schemas."""
+
+    model: Any = MISSING
+    exporter: Any = MISSING
+    backend: Any = MISSING
+    tolerance: Any = MISSING
+    inputs: Any = MISSING
+    mode: Mode = Mode.verify
+    golden: GoldenConfig = field(default_factory=GoldenConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+
+def register_configs() -> None:
+    """Register the schemas; YAML options extend them with `defaults: [base_<name>, _self_]`."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=ParityConfig)
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="exporter", name="base_exporter", node=ExporterConfig)
+    cs.store(group="backend", name="base_backend", node=BackendConfig)
+    cs.store(group="backend", name="base_torch_backend", node=TorchBackendConfig)
+    cs.store(group="backend", name="base_ort_backend", node=OrtBackendConfig)
+    cs.store(group="tolerance", name="base_tolerance", node=ToleranceConfig)
+    cs.store(group="inputs", name="base_inputs", node=InputsConfig)
+
+
+_DTYPES = {"float32", "float16", "float64", "bfloat16", "int64", "int32", "int8", "uint8", "bool"}
+
+
+def validate(cfg: Any) -> None:
+    """Checks that a schema cannot express; raises ConfigError with one line."""
+    model = cfg.model
+    if "_target_" not in model.builder:
+        raise ConfigError(f"model.builder needs a _target_ (model '{model.name}')")
+    names = [i.name for i in model.inputs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"model.inputs has duplicate names: {names}")
+    for spec in model.inputs:
+        shape = list(spec.shape)
+        if shape.count(BATCH) != 1:
+            raise ConfigError(f"input '{spec.name}': shape {shape} must contain '{BATCH}' exactly once")
+        for dim in shape:
+            if dim != BATCH and not (isinstance(dim, int) and dim > 0):
+                raise ConfigError(f"input '{spec.name}': shape {shape} has a bad dimension {dim!r}")
+        if spec.dtype not in _DTYPES:
+            raise ConfigError(f"input '{spec.name}': unknown dtype '{spec.dtype}' (one of {sorted(_DTYPES)})")
+    outs = [o.name for o in model.outputs]
+    if not outs or len(set(outs)) != len(outs):
+        raise ConfigError(f"model.outputs must be non-empty with unique names: {outs}")
+    unknown = set(cfg.tolerance.per_output) - set(outs)
+    if unknown:
+        raise ConfigError(f"tolerance.per_output names unknown outputs {sorted(unknown)} (model outputs: {outs})")
+    n = cfg.inputs.num_samples
+    if n < 1:
+        raise ConfigError(f"inputs.num_samples must be >= 1, got {n}")
+    for b in cfg.inputs.batch_sizes or []:
+        if b < 1:
+            raise ConfigError(f"inputs.batch_sizes must be >= 1, got {b}")
+        if b > n:
+            raise ConfigError(f"batch size {b} exceeds the {n} samples of input set '{cfg.inputs.name}'")
+
+
+def batch_sizes(cfg: Any) -> list[int]:
+    """The batch sizes a verify job runs, in the order given."""
+    return list(cfg.inputs.batch_sizes) if cfg.inputs.batch_sizes else [int(cfg.inputs.num_samples)]

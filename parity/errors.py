@@ -1,0 +1,58 @@
+"""Typed errors that users cause, each turned into one clear line and an exit code."""
+
+from __future__ import annotations
+
+
+class ParityError(Exception):
+    """Base of every error parity reports as a verdict or a one-line message."""
+
+    exit_code = 2
+
+
+class ConfigError(ParityError):
+    """The composed configuration is invalid (bad value, unknown name, missing field)."""
+
+
+class GoldenError(ParityError):
+    """A golden is missing, corrupt, stale or protected."""
+
+
+class GoldenMissingError(GoldenError):
+    """No golden exists for this model and input set."""
+
+
+class GoldenCorruptError(GoldenError):
+    """A golden file fails its integrity check (hash, truncation, pickled content)."""
+
+
+class GoldenStaleError(GoldenError):
+    """The golden was made from different model weights than the ones built now."""
+
+
+class GoldenExistsError(GoldenError):
+    """A golden already exists and overwriting was not asked for."""
+
+
+class ExportError(ParityError):
+    """The exporter raised while converting the model."""
+
+
+class BackendError(ParityError):
+    """The backend failed to load the artifact or to run it."""
+
+
+class ProviderFallbackError(BackendError):
+    """A requested execution provider is not among those that actually ran."""
+
+
+class ModelError(ParityError):
+    """The model builder or the reference forward pass failed."""
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: first line of message`, for verdict messages and stderr."""
+    if isinstance(exc, ParityError):
+        text = str(exc).strip().splitlines()
+        return text[0] if text else type(exc).__name__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

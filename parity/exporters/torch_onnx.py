@@ -1,0 +1,111 @@
+"""torch -> ONNX exporters: dynamo (torch.export), TorchScript (legacy) and jit.trace + legacy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parity.exporters.base import Exporter
+
+
+class _TorchExporter(Exporter):
+    source = "torch"
+
+    def versions(self) -> dict[str, str]:
+        import onnx
+        import torch
+
+        versions = {"torch": torch.__version__, "onnx": onnx.__version__}
+        try:
+            import onnxscript
+
+            versions["onnxscript"] = onnxscript.__version__
+        except ImportError:
+            pass
+        return versions
+
+    @staticmethod
+    def _args(example: Mapping[str, np.ndarray]) -> tuple[Any, ...]:
+        import torch
+
+        return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in example.values())
+
+    def _legacy_dynamic_axes(self, input_axes: Mapping[str, int], output_names: list[str]) -> dict[str, dict[int, str]]:
+        if not self.dynamic_batch:
+            return {}
+        axes = {name: {axis: "batch"} for name, axis in input_axes.items()}
+        axes.update({name: {0: "batch"} for name in output_names})
+        return axes
+
+    def _legacy_export(self, model: Any, args: tuple[Any, ...], names: list[str], input_axes: Mapping[str, int],
+                       output_names: list[str], path: Path) -> None:
+        import torch
+
+        torch.onnx.export(
+            model,
+            args,
+            str(path),
+            dynamo=False,
+            input_names=names,
+            output_names=output_names,
+            opset_version=self.opset,
+            do_constant_folding=self.constant_folding,
+            dynamic_axes=self._legacy_dynamic_axes(input_axes, output_names) or None,
+        )
+
+
+class DynamoExporter(_TorchExporter):
+    """`torch.onnx.export(..., dynamo=True)`: torch.export + onnxscript translation (torch's default).
+
+    It has no separate constant-folding switch: `constant_folding=false` turns its graph optimiser off.
+    Weights go to `model.onnx.data` beside the model when `external_data` is true.
+    """
+
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "effective_optimize": self.optimize and self.constant_folding}
+
+    def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
+                     output_names: list[str], path: Path) -> None:
+        import torch
+
+        dynamic_shapes = None
+        if self.dynamic_batch:
+            batch = torch.export.Dim("batch")
+            dynamic_shapes = tuple({axis: batch} for axis in input_axes.values())
+        torch.onnx.export(
+            model,
+            self._args(example),
+            str(path),
+            dynamo=True,
+            input_names=list(example),
+            output_names=output_names,
+            opset_version=self.opset,
+            dynamic_shapes=dynamic_shapes,
+            optimize=self.optimize and self.constant_folding,
+            external_data=self.external_data,
+            verbose=False,
+        )
+
+
+class TorchScriptExporter(_TorchExporter):
+    """The legacy TorchScript-based exporter (`dynamo=False`), scripting through tracing internally."""
+
+    def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
+                     output_names: list[str], path: Path) -> None:
+        self._legacy_export(model, self._args(example), list(example), input_axes, output_names, path)
+
+
+class JitTraceExporter(_TorchExporter):
+    """`torch.jit.trace` first, then the legacy exporter on the traced ScriptModule (seed 001's fix)."""
+
+    def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
+                     output_names: list[str], path: Path) -> None:
+        import torch
+
+        args = self._args(example)
+        with torch.no_grad():
+            traced = torch.jit.trace(model, args, check_trace=False)
+        self._legacy_export(traced, args, list(example), input_axes, output_names, path)

@@ -1,0 +1,88 @@
+"""Seeded model construction, weight hashing and eager torch inference (imports torch)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+
+from parity.errors import ConfigError, ModelError, one_line
+
+
+def build_model(model_cfg: Any) -> torch.nn.Module:
+    """Call the configured builder under the model's seed; returns the module in eval mode, float32, CPU."""
+    torch.manual_seed(int(model_cfg.seed))
+    try:
+        module = instantiate(model_cfg.builder, _convert_="all")
+    except Exception as exc:  # a bad _target_ or kwargs is the user's config; anything else is the builder's
+        cause = exc.__cause__ or exc
+        raise ConfigError(f"model '{model_cfg.name}': builder failed: {one_line(cause)}") from exc
+    if not isinstance(module, torch.nn.Module):
+        raise ConfigError(f"model '{model_cfg.name}': builder returned {type(module).__name__}, not a torch.nn.Module")
+    return module.float().eval()
+
+
+def weights_sha256(module: torch.nn.Module) -> str:
+    """SHA-256 over every parameter and buffer: name, dtype, shape and bytes, in state_dict order."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        array = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{array.dtype}|{tuple(array.shape)}\n".encode())
+        digest.update(array.view(torch.uint8).numpy().tobytes() if array.numel() else b"")
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def deterministic(num_threads: int | None = None) -> Iterator[None]:
+    """Deterministic algorithms and an optional thread count, restored on exit."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+        torch.set_num_threads(previous_threads)
+
+
+def run_torch(
+    module: torch.nn.Module,
+    feeds: Mapping[str, np.ndarray],
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    device: str = "cpu",
+) -> dict[str, np.ndarray]:
+    """One eager forward pass: positional inputs in declared order, outputs mapped to declared names."""
+    args = tuple(torch.from_numpy(np.ascontiguousarray(feeds[name])).to(device) for name in input_names)
+    try:
+        with torch.inference_mode():
+            result = module(*args)
+    except Exception as exc:
+        raise ModelError(f"torch forward failed: {one_line(exc)}") from exc
+    return outputs_to_dict(result, output_names)
+
+
+def outputs_to_dict(result: Any, output_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Map a forward result (tensor, tuple/list, or dict) onto the declared output names."""
+    if isinstance(result, torch.Tensor):
+        values = [result]
+    elif isinstance(result, Mapping):
+        missing = [n for n in output_names if n not in result]
+        if missing:
+            raise ModelError(f"model returned keys {sorted(result)}, missing declared outputs {missing}")
+        values = [result[n] for n in output_names]
+    elif isinstance(result, Sequence):
+        values = list(result)
+    else:
+        raise ModelError(f"model returned {type(result).__name__}; expected a tensor, tuple, list or dict")
+    if len(values) != len(output_names):
+        raise ModelError(f"model returned {len(values)} outputs, config declares {len(output_names)}: {list(output_names)}")
+    return {name: value.detach().cpu().numpy() for name, value in zip(output_names, values)}
+

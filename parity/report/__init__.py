@@ -1,0 +1,1 @@
+"""Reports: the stdout table, the schema-validated report.json, and the multirun aggregate."""

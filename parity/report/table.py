@@ -1,0 +1,93 @@
+"""Flat rows from a report dict, and the tabulated tables printed on stdout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tabulate import tabulate
+
+
+def _num(value: Any, spec: str = ".3g") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def flat_rows(report: dict[str, Any], job: int | None = None) -> list[dict[str, Any]]:
+    """One row per (check, batch size, output); a check without outputs (ERROR/SKIP) gives one row."""
+    rows = []
+    base = {
+        "job": job,
+        "model": report["model"]["name"],
+        "exporter": report["exporter"],
+        "backend": report["backend"]["name"],
+    }
+    if not report["checks"]:
+        rows.append({**base, "check": None, "batch_size": None, "output": None, "verdict": report["verdict"],
+                     "max_abs": None, "mean_abs": None, "cosine": None, "top1_agreement": None,
+                     "message": report["error"] or ("golden written" if report["golden"]["written"] else "")})
+        return rows
+    for check in report["checks"]:
+        if not check["outputs"]:
+            rows.append({**base, "check": check["check"], "batch_size": check["batch_size"], "output": None,
+                         "verdict": check["verdict"], "max_abs": None, "mean_abs": None, "cosine": None,
+                         "top1_agreement": None, "message": check["message"]})
+        for out in check["outputs"]:
+            metrics = out["metrics"]
+            cls = out["classification"] or {}
+            rows.append({**base, "check": check["check"], "batch_size": check["batch_size"], "output": out["name"],
+                         "verdict": out["verdict"], "max_abs": metrics.get("max_abs"),
+                         "mean_abs": metrics.get("mean_abs"), "cosine": metrics.get("cosine"),
+                         "top1_agreement": cls.get("top1_agreement"), "message": out["message"]})
+    return rows
+
+
+def job_table(report: dict[str, Any], fmt: str = "github") -> str:
+    """The per-job table: key metrics, tolerance and verdict per output, then the overall verdict."""
+    headers = ["check", "batch", "output", "max abs", "mean abs", "max rel", "L2 rel", "cosine", "% out",
+               "top-1", "Δp max pp", "tolerance", "verdict"]
+    body = []
+    notes = []
+    for check in report["checks"]:
+        if not check["outputs"]:
+            body.append([check["check"], check["batch_size"], "—", *["—"] * 9, check["verdict"]])
+            notes.append(f"{check['check']} b={check['batch_size']}: {check['verdict']}: {check['message']}")
+        for out in check["outputs"]:
+            m = out["metrics"]
+            cls = out["classification"]
+            top1 = f"{cls['top1_agreement']:.0%}" if cls else "—"
+            dp = f"{cls['prob_diff_max_pp']:.3g} ({cls['grade']})" if cls else "—"
+            tol = f"{out['check']} a={out['atol']:g} r={out['rtol']:g}"
+            body.append([check["check"], check["batch_size"], out["name"], _num(m.get("max_abs")),
+                         _num(m.get("mean_abs")), _num(m.get("max_rel")), _num(m.get("l2_rel")),
+                         _num(m.get("cosine"), ".6f"), _num(m.get("pct_outside"), ".3g"), top1, dp, tol,
+                         out["verdict"]])
+            if out["verdict"] != "PASS":
+                notes.append(f"{check['check']} b={check['batch_size']} {out['name']}: {out['message']}")
+    lines = []
+    if body:
+        lines.append(tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True))
+    lines.extend(notes)
+    if report["error"]:
+        lines.append(f"error: {report['error']}")
+    lines.append(summary_line(report))
+    return "\n".join(lines)
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    where = f"model={report['model']['name']}"
+    if report["mode"] == "verify":
+        where += f" exporter={report['exporter']} backend={report['backend']['name']}"
+        if report["backend"]["skip_reason"]:
+            where += f" (skipped: {report['backend']['skip_reason']})"
+    else:
+        where += f" golden={report['golden']['path']}"
+    return f"{report['verdict']}  {where}"
+
+
+def sweep_table(rows: list[dict[str, Any]], fmt: str = "github") -> str:
+    """The multirun table: rows = jobs x outputs."""
+    headers = ["job", "model", "exporter", "backend", "check", "batch", "output", "max abs", "mean abs", "cosine",
+               "top-1", "verdict"]
+    body = [[r["job"], r["model"], r["exporter"], r["backend"], r["check"] or "—", _num(r["batch_size"], "d"),
+             r["output"] or "—", _num(r["max_abs"]), _num(r["mean_abs"]), _num(r["cosine"], ".6f"),
+             "—" if r["top1_agreement"] is None else f"{r['top1_agreement']:.0%}", r["verdict"]] for r in rows]
+    return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)

@@ -1,0 +1,332 @@
+"""One job, top to bottom: config -> model -> golden -> export -> backend -> compare -> report."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+import parity
+from parity import config as config_mod
+from parity import inputs as inputs_mod
+from parity.errors import (
+    ConfigError,
+    GoldenStaleError,
+    ParityError,
+    one_line,
+)
+from parity.golden import GoldenStore, create_command
+from parity.report.schema import REPORT_SCHEMA, write_json
+from parity.report.table import job_table
+from parity.results import CheckResult, Verdict, exit_code, jsonable, overall
+
+log = logging.getLogger("parity")
+
+
+def run_job(
+    cfg: Any, output_dir: Path, start_dir: Path, overrides: list[str] | None = None, job_num: int | None = None
+) -> tuple[dict[str, Any], int]:
+    """Run one parity job and write its report. Never raises for user or framework faults.
+
+    Returns (report, exit code): 0 all PASS/SKIP, 1 any FAIL, 2 any ERROR.
+    """
+    started = time.perf_counter()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report = _empty_report(cfg, output_dir, overrides or [], job_num)
+    try:
+        config_mod.validate(cfg)
+        root = Path(cfg.golden.root)
+        store = GoldenStore(root if root.is_absolute() else start_dir / root, display_root=str(cfg.golden.root))
+        if cfg.mode == config_mod.Mode.golden or str(cfg.mode) == "golden":
+            _make_golden(cfg, store, report)
+        else:
+            _verify(cfg, store, output_dir, report)
+    except ParityError as exc:
+        report["error"] = one_line(exc)
+        log.error(report["error"])
+    except Exception as exc:  # a framework fault outside any check: still a report, never a crash
+        report["error"] = f"unexpected {one_line(exc)}"
+        log.exception("unexpected error")
+    verdicts = [c["verdict"] for c in report["checks"]]
+    if report["error"]:
+        verdicts.append(Verdict.ERROR)
+    elif report["mode"] == "golden" and report["golden"]["written"]:
+        verdicts.append(Verdict.PASS)
+    report["verdict"] = overall(verdicts).value
+    report["exit_code"] = exit_code(report["verdict"])
+    report["seconds"] = time.perf_counter() - started
+    report = jsonable(report)
+    if cfg.report.json:
+        path = write_json(report, output_dir / cfg.report.filename, REPORT_SCHEMA)
+        log.info("report: %s", path)
+    if cfg.report.print_table:
+        print(job_table(report, cfg.report.table_format), flush=True)
+    return report, report["exit_code"]
+
+
+# -- modes ------------------------------------------------------------------------------------------
+
+
+def _make_golden(cfg: Any, store: GoldenStore, report: dict[str, Any]) -> None:
+    """Reference = eager torch, CPU, float32, deterministic, on all samples of the input set at once."""
+    from parity.models import build_model, deterministic, run_torch, weights_sha256
+
+    model_name, input_set = cfg.model.name, cfg.inputs.name
+    store.check_writable(model_name, input_set, cfg.golden.overwrite)
+    log.info("building model %s (seed %s)", model_name, cfg.model.seed)
+    module = build_model(cfg.model)
+    weights = weights_sha256(module)
+    report["model"]["weights_sha256"] = weights
+    feeds = inputs_mod.generate(cfg.model.inputs, int(cfg.inputs.num_samples), int(cfg.inputs.seed))
+    log.info("running the torch reference on %d samples", cfg.inputs.num_samples)
+    with deterministic():
+        outputs = run_torch(module, feeds, _input_names(cfg), _output_names(cfg))
+    manifest = {
+        "num_samples": int(cfg.inputs.num_samples),
+        "weights_sha256": weights,
+        "input_batch_axes": {s.name: inputs_mod.batch_axis(s.shape) for s in cfg.model.inputs},
+        "reference": {"backend": "torch eager", "device": "cpu", "dtype": "float32", "deterministic": True},
+        "config": {
+            "model": OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True),
+            "inputs": OmegaConf.to_container(cfg.inputs, resolve=True, enum_to_str=True),
+        },
+        "environment": environment(),
+        "created": _now(),
+    }
+    path = store.write(model_name, input_set, feeds, outputs, manifest, overwrite=cfg.golden.overwrite)
+    log.info("golden written: %s", path)
+    golden = store.load(model_name, input_set)  # read back: what was written must verify
+    report["golden"].update(
+        path=str(path), num_samples=golden.num_samples, created=golden.manifest["created"],
+        weights_sha256=weights, written=True,
+    )
+
+
+def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, Any]) -> None:
+    from hydra.utils import instantiate
+
+    from parity.artifact import Artifact
+    from parity.models import build_model, deterministic, run_torch, weights_sha256
+
+    model_name, input_set = cfg.model.name, cfg.inputs.name
+    golden = store.load(model_name, input_set)
+    report["golden"].update(
+        path=str(golden.path), num_samples=golden.num_samples, created=golden.manifest.get("created"),
+        weights_sha256=golden.manifest.get("weights_sha256"),
+    )
+    log.info("building model %s (seed %s)", model_name, cfg.model.seed)
+    module = build_model(cfg.model)
+    weights = weights_sha256(module)
+    report["model"]["weights_sha256"] = weights
+    regenerate = create_command(model_name, input_set, str(cfg.golden.root), overwrite=True)
+    if weights != golden.manifest.get("weights_sha256"):
+        raise GoldenStaleError(
+            f"golden is stale: weights changed (golden {str(golden.manifest.get('weights_sha256'))[:12]}…, "
+            f"model now {weights[:12]}…); if the change is intended, regenerate with: {regenerate}"
+        )
+    names, outs = _input_names(cfg), _output_names(cfg)
+    _check_golden_matches(cfg, golden.inputs, golden.outputs, golden.num_samples, regenerate)
+    sizes = config_mod.batch_sizes(cfg) if cfg.inputs.batch_sizes else [golden.num_samples]
+    too_big = [b for b in sizes if b > golden.num_samples]
+    if too_big:
+        raise ConfigError(f"batch size(s) {too_big} exceed the golden's {golden.num_samples} samples")
+    axes = {s.name: inputs_mod.batch_axis(s.shape) for s in cfg.model.inputs}
+    out_axes = {name: 0 for name in outs}
+
+    try:
+        backend = instantiate(cfg.backend, _convert_="all")
+    except Exception as exc:
+        raise ConfigError(f"backend '{cfg.backend.get('name')}': {one_line(exc.__cause__ or exc)}") from exc
+    report["backend"]["accepts"] = backend.accepts
+    reason = backend.availability()
+    report["backend"]["available"] = reason is None
+    report["backend"]["skip_reason"] = reason
+    exporter = None
+    if reason is None and backend.accepts == "onnx":
+        try:
+            exporter = instantiate(cfg.exporter, _convert_="all")
+        except Exception as exc:
+            raise ConfigError(f"exporter '{cfg.exporter.get('name')}': {one_line(exc.__cause__ or exc)}") from exc
+    else:
+        report["exporter"] = None if backend.accepts != "onnx" else report["exporter"]
+
+    artifacts: dict[int | None, Artifact] = {}
+    loaded_key: Any = "none"
+    try:
+        for b in sizes:
+            feeds = inputs_mod.take(golden.inputs, axes, b)
+            expected = inputs_mod.take(golden.outputs, out_axes, b)
+            # 1. the live reference against the golden: did the framework drift?
+            t0 = time.perf_counter()
+            try:
+                with deterministic():
+                    live = run_torch(module, feeds, names, outs)
+                report["checks"].append(_compare_check(cfg, "reference", b, expected, live, time.perf_counter() - t0))
+            except ParityError as exc:
+                report["checks"].append(_error_check("reference", b, exc))
+            log.info("b=%d reference: %s", b, report["checks"][-1]["verdict"])
+            # 2. the converted model on the backend against the golden: is the conversion right?
+            if reason is not None:
+                report["checks"].append(CheckResult("backend", b, Verdict.SKIP, reason).to_dict())
+                continue
+            if backend.accepts == "torch":
+                key: int | None = None
+                if key not in artifacts:
+                    artifacts[key] = Artifact(kind="torch", input_names=names, output_names=outs, module=module,
+                                              input_axes=axes)
+            else:
+                key = None if exporter.dynamic_batch else b
+                if key not in artifacts:
+                    example = feeds if key is not None else inputs_mod.take(golden.inputs, axes, _example_batch(golden.num_samples, sizes))
+                    subdir = output_dir / "artifacts" / (exporter.name if key is None else f"{exporter.name}-b{b}")
+                    log.info("exporting with %s%s", exporter.name, "" if key is None else f" at batch {b}")
+                    artifact = exporter.export(module, example, axes, outs, subdir, b)
+                    artifacts[key] = artifact
+                    report["exports"].append(artifact.record.to_dict())
+                    if artifact.record.ok:
+                        log.info("exported %s (sha256 %s…, %.1fs)", artifact.path, artifact.record.sha256[:12],
+                                 artifact.record.seconds)
+            artifact = artifacts[key]
+            if artifact.kind == "onnx" and not artifact.record.ok:
+                report["checks"].append(
+                    CheckResult("backend", b, Verdict.ERROR, f"export failed: {artifact.record.error}").to_dict()
+                )
+                continue
+            t0 = time.perf_counter()
+            try:
+                if loaded_key != key:
+                    backend.close()
+                    log.info("loading on %s", backend.name)
+                    backend.load(artifact)
+                    loaded_key = key
+                    report["backend"]["runtime"] = backend.runtime_info()
+                candidate = backend.infer(feeds)
+                report["checks"].append(
+                    _compare_check(cfg, "backend", b, expected, candidate, time.perf_counter() - t0)
+                )
+            except ParityError as exc:
+                loaded_key = "none"
+                report["checks"].append(_error_check("backend", b, exc))
+            log.info("b=%d backend %s: %s", b, backend.name, report["checks"][-1]["verdict"])
+    finally:
+        backend.close()
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def _compare_check(
+    cfg: Any, check: str, batch: int, expected: dict[str, np.ndarray], candidate: dict[str, np.ndarray], seconds: float
+) -> dict[str, Any]:
+    from parity.compare import compare_output, tolerance_for
+    from parity.config import OutputKind
+
+    results = []
+    for spec in cfg.model.outputs:
+        if spec.name not in candidate:
+            return CheckResult(check, batch, Verdict.ERROR, f"output '{spec.name}' missing from the candidate").to_dict()
+        results.append(
+            compare_output(spec.name, expected[spec.name], candidate[spec.name], tolerance_for(cfg.tolerance, spec.name),
+                           OutputKind(spec.kind))
+        )
+    verdict = overall(r.verdict for r in results)
+    failing = [r.name for r in results if r.verdict is not Verdict.PASS]
+    message = "all outputs within tolerance" if not failing else f"outside tolerance: {', '.join(failing)}"
+    return CheckResult(check, batch, verdict, message, tuple(results), seconds).to_dict()
+
+
+def _error_check(check: str, batch: int, exc: BaseException) -> dict[str, Any]:
+    return CheckResult(check, batch, Verdict.ERROR, one_line(exc)).to_dict()
+
+
+def _check_golden_matches(cfg: Any, golden_inputs: dict[str, np.ndarray], golden_outputs: dict[str, np.ndarray],
+                          num_samples: int, regenerate: str) -> None:
+    """The golden must hold exactly the inputs and outputs the model config declares now."""
+    declared_in = {s.name: (inputs_mod.concrete_shape(s.shape, num_samples), s.dtype) for s in cfg.model.inputs}
+    stored_in = {k: (tuple(v.shape), str(v.dtype)) for k, v in golden_inputs.items()}
+    if declared_in != stored_in:
+        raise GoldenStaleError(
+            f"golden is stale: declared inputs {declared_in} differ from the stored {stored_in}; "
+            f"regenerate with: {regenerate}"
+        )
+    if set(_output_names(cfg)) != set(golden_outputs):
+        raise GoldenStaleError(
+            f"golden is stale: declared outputs {_output_names(cfg)} differ from the stored {sorted(golden_outputs)}; "
+            f"regenerate with: {regenerate}"
+        )
+
+
+def _example_batch(num_samples: int, sizes: list[int]) -> int:
+    """Batch of the example used for a dynamic-batch export: >= 2 so the batch axis is not specialised."""
+    return min(num_samples, max(2, max(sizes)))
+
+
+def _input_names(cfg: Any) -> list[str]:
+    return [s.name for s in cfg.model.inputs]
+
+
+def _output_names(cfg: Any) -> list[str]:
+    return [s.name for s in cfg.model.outputs]
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def environment() -> dict[str, str]:
+    """Versions of everything that can change a result, for reports and golden manifests."""
+    env = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "numpy": np.__version__,
+        "parity": parity.__version__,
+    }
+    for module in ("torch", "onnx", "onnxruntime", "onnxscript"):
+        mod = sys.modules.get(module)
+        if mod is None:
+            try:
+                from importlib.metadata import version
+
+                env[module] = version(module)
+            except Exception:
+                continue
+        else:
+            env[module] = getattr(mod, "__version__", "unknown")
+    return env
+
+
+def _empty_report(cfg: Any, output_dir: Path, overrides: list[str], job_num: int | None) -> dict[str, Any]:
+    try:
+        resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    except Exception as exc:  # an unresolvable interpolation: keep the raw config
+        resolved = {"unresolved": OmegaConf.to_container(cfg, resolve=False, enum_to_str=True), "error": str(exc)}
+    mode = cfg.get("mode", "verify")
+    return {
+        "schema": "parity.report/v1",
+        "parity_version": parity.__version__,
+        "created": _now(),
+        "mode": mode.value if hasattr(mode, "value") else str(mode),
+        "verdict": "ERROR",
+        "exit_code": 2,
+        "error": None,
+        "job": {"output_dir": str(output_dir), "overrides": list(overrides), "num": job_num},
+        "model": {"name": cfg.model.get("name"), "weights_sha256": None},
+        "exporter": cfg.exporter.get("name") if cfg.get("exporter") is not None else None,
+        "backend": {"name": cfg.backend.get("name"), "accepts": None, "available": None, "skip_reason": None,
+                    "runtime": {}},
+        "golden": {"path": None, "input_set": cfg.inputs.get("name"), "num_samples": None, "created": None,
+                   "weights_sha256": None, "written": False},
+        "exports": [],
+        "checks": [],
+        "config": resolved,
+        "environment": environment(),
+        "seconds": 0.0,
+    }
