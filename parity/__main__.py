@@ -62,17 +62,15 @@ def main() -> None:
 
 def config_error_line(exc: BaseException) -> str:
     """Hydra/OmegaConf errors are multi-line; keep the message and the key it concerns, on one line."""
-    parts = []
-    seen = set()
+    parts: list[str] = []
     current: BaseException | None = exc
     while current is not None and len(parts) < 3:
         lines = [ln.strip() for ln in str(current).strip().splitlines() if ln.strip()]
         head = lines[0] if lines else type(current).__name__
         key = next((ln for ln in lines[1:] if ln.startswith("full_key:")), None)
         text = head + (f" ({key})" if key and key.split(":", 1)[1].strip() else "")
-        if text not in seen:
+        if "$VALUE" not in head and not any(head in earlier for earlier in parts):
             parts.append(text)
-            seen.add(text)
         current = current.__cause__ or current.__context__
     return " <- ".join(parts)
 

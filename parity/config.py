@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from parity.errors import ConfigError
 
@@ -150,7 +150,9 @@ class ToleranceConfig:
     atol: float = 1e-4
     rtol: float = 1e-3
     check: Check = Check.elementwise
-    per_output: dict[str, OutputTolerance] = field(default_factory=dict)
+    # output name -> OutputTolerance fields; a plain dict so `+tolerance.per_output.NAME.atol=X` works
+    # on the command line (checked against OutputTolerance in validate())
+    per_output: dict[str, Any] = field(default_factory=dict)
     # classification outputs only; None: reported, not part of the verdict
     min_top1_agreement: Optional[float] = None  # fraction in [0, 1]
     max_prob_diff_pp: Optional[float] = None  # percentage points
@@ -239,6 +241,13 @@ def validate(cfg: Any) -> None:
     unknown = set(cfg.tolerance.per_output) - set(outs)
     if unknown:
         raise ConfigError(f"tolerance.per_output names unknown outputs {sorted(unknown)} (model outputs: {outs})")
+    for name in list(cfg.tolerance.per_output):
+        try:
+            typed = OmegaConf.merge(OmegaConf.structured(OutputTolerance), cfg.tolerance.per_output[name])
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise ConfigError(f"tolerance.per_output.{name}: {first}") from None
+        cfg.tolerance.per_output[name] = typed
     n = cfg.inputs.num_samples
     if n < 1:
         raise ConfigError(f"inputs.num_samples must be >= 1, got {n}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,8 @@ class DynamoExporter(_TorchExporter):
                      output_names: list[str], path: Path) -> None:
         import torch
 
+        # torch logs one warning per torchvision op it cannot register when torchvision is absent: noise here
+        logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
         dynamic_shapes = None
         if self.dynamic_batch:
             batch = torch.export.Dim("batch")

@@ -31,8 +31,8 @@ def weights_sha256(module: torch.nn.Module) -> str:
     """SHA-256 over every parameter and buffer: name, dtype, shape and bytes, in state_dict order."""
     digest = hashlib.sha256()
     for name, tensor in module.state_dict().items():
-        array = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{array.dtype}|{tuple(array.shape)}\n".encode())
+        array = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{array.dtype}|{tuple(tensor.shape)}\n".encode())
         digest.update(array.view(torch.uint8).numpy().tobytes() if array.numel() else b"")
     return digest.hexdigest()
 

@@ -1,0 +1,76 @@
+"""Shared fixtures: compose the real config, run jobs in-process or through the real CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from parity.config import register_configs
+
+REPO = Path(__file__).resolve().parent.parent
+CONF = REPO / "conf"
+GOLDEN = REPO / "golden"
+USER_CONF = Path(__file__).resolve().parent / "user_conf"
+SEARCHPATH = f"hydra.searchpath=[file://{USER_CONF}]"
+
+register_configs()
+
+
+def compose_cfg(overrides: list[str] | None = None) -> DictConfig:
+    """The real composed config, as `python -m parity <overrides>` would see it."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides or []))
+
+
+@pytest.fixture
+def run_parity(tmp_path: Path):
+    """Run one job in-process on the composed config; returns (report, exit code)."""
+    from parity.runner import run_job
+
+    def _run(overrides: list[str], golden_root: Path | None = None) -> tuple[dict[str, Any], int]:
+        root = golden_root if golden_root is not None else GOLDEN
+        cfg = compose_cfg([f"golden.root={root}", *overrides])
+        out = tmp_path / "run"
+        if out.exists():
+            shutil.rmtree(out)
+        return run_job(cfg, output_dir=out, start_dir=tmp_path, overrides=overrides)
+
+    return _run
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    """Run the real `python -m parity` in a subprocess, outputs under tmp_path."""
+
+    def _cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        full_env.pop("HYDRA_FULL_ERROR", None)
+        has_dir = any(a.startswith(("hydra.run.dir", "hydra.sweep.dir")) for a in args)
+        extra = [] if has_dir else [f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+        return subprocess.run(
+            [sys.executable, "-m", "parity", *args, *extra],
+            cwd=str(cwd or REPO), env=full_env, capture_output=True, text=True, timeout=600,
+        )
+
+    return _cli
+
+
+@pytest.fixture
+def golden_copy(tmp_path: Path) -> Path:
+    """A private copy of the committed goldens that a test may damage."""
+    dest = tmp_path / "golden"
+    shutil.copytree(GOLDEN, dest)
+    return dest
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file below root with its content, to prove nothing was touched."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -1,0 +1,117 @@
+"""compare.py on synthetic arrays: metrics, check statistics, dtype/shape order, NaN, classification."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from parity.compare import Tolerance, classification_metrics, compare_output, grade, tolerance_for
+from parity.config import Check, OutputKind
+from parity.results import Verdict
+from tests.conftest import compose_cfg
+
+TOL = Tolerance(atol=1e-4, rtol=1e-3, check=Check.elementwise)
+
+
+def test_identical_arrays_pass_with_zero_error() -> None:
+    ref = np.arange(12, dtype=np.float32).reshape(3, 4)
+    result = compare_output("y", ref, ref.copy(), TOL)
+    assert result.verdict is Verdict.PASS
+    assert result.metrics["max_abs"] == 0.0
+    assert result.metrics["cosine"] == pytest.approx(1.0)
+    assert result.metrics["pct_outside"] == 0.0
+
+
+def test_metrics_values() -> None:
+    ref = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)
+    cand = np.array([[1.0, 2.5], [3.0, 3.0]], dtype=np.float32)
+    m = compare_output("y", ref, cand, TOL).metrics
+    assert m["max_abs"] == pytest.approx(1.0)
+    assert m["mean_abs"] == pytest.approx(0.375)
+    assert m["max_rel"] == pytest.approx(0.25)
+    assert m["l2_diff"] == pytest.approx(np.sqrt(0.25 + 1.0))
+    assert m["l2_rel"] == pytest.approx(np.sqrt(1.25) / np.sqrt(30.0))
+    assert m["worst_index"] == [1, 1]
+    assert m["worst_reference"] == 4.0 and m["worst_candidate"] == 3.0
+    assert m["pct_outside"] == pytest.approx(50.0)
+
+
+def test_dtype_is_checked_before_shape_and_values() -> None:
+    ref = np.zeros((2, 3), dtype=np.float32)
+    result = compare_output("y", ref, np.zeros((4,), dtype=np.float64), TOL)
+    assert result.verdict is Verdict.FAIL
+    assert "dtype mismatch" in result.message and "float32" in result.message and "float64" in result.message
+
+
+def test_shape_mismatch_fails_with_both_shapes() -> None:
+    result = compare_output("y", np.zeros((2, 3), np.float32), np.zeros((3, 2), np.float32), TOL)
+    assert result.verdict is Verdict.FAIL
+    assert "(2, 3)" in result.message and "(3, 2)" in result.message
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_candidate_never_passes(bad: float) -> None:
+    ref = np.ones((4,), np.float32)
+    cand = ref.copy()
+    cand[2] = bad
+    loose = Tolerance(atol=1e9, rtol=1e9, check=Check.max)
+    result = compare_output("y", ref, cand, loose)
+    assert result.verdict is Verdict.FAIL
+    assert result.metrics["nonfinite"] == 1
+    assert "NaN/Inf" in result.message
+
+
+def test_elementwise_uses_atol_plus_rtol_times_reference() -> None:
+    ref = np.array([100.0, 0.0], np.float32)
+    ok = compare_output("y", ref, np.array([100.09, 0.00009], np.float32), TOL)
+    assert ok.verdict is Verdict.PASS
+    bad = compare_output("y", ref, np.array([100.2, 0.0], np.float32), TOL)
+    assert bad.verdict is Verdict.FAIL and "outside" in bad.message
+
+
+@pytest.mark.parametrize("check", [Check.max, Check.mean, Check.median])
+def test_statistic_checks(check: Check) -> None:
+    ref = np.zeros(100, np.float32)
+    cand = ref.copy()
+    cand[0] = 1e-2  # one outlier: fails max, passes mean and median at atol 1e-3
+    result = compare_output("y", ref, cand, Tolerance(atol=1e-3, rtol=0.0, check=check))
+    expected = Verdict.FAIL if check is Check.max else Verdict.PASS
+    assert result.verdict is expected
+
+
+def test_classification_metrics_on_logits() -> None:
+    ref = np.array([[4.0, 1.0, 0.0], [0.0, 3.0, 1.0]], np.float32)
+    cand = np.array([[4.0, 1.0, 0.0], [3.0, 0.0, 1.0]], np.float32)  # second sample's top-1 flips
+    cls = classification_metrics(ref, cand, OutputKind.logits)
+    assert cls["top1_agreement"] == 0.5 and cls["top1_mismatches"] == 1
+    assert cls["prob_diff_max_pp"] > 10 and cls["grade"] == "problem"
+    assert classification_metrics(ref, ref, OutputKind.logits)["grade"] == "excellent"
+
+
+def test_probabilities_are_not_softmaxed_again() -> None:
+    ref = np.array([[0.7, 0.3]], np.float32)
+    cand = np.array([[0.68, 0.32]], np.float32)
+    cls = classification_metrics(ref, cand, OutputKind.probabilities)
+    assert cls["prob_diff_max_pp"] == pytest.approx(2.0, abs=1e-4)
+    assert cls["grade"] == "good"
+
+
+@pytest.mark.parametrize("pp, name", [(0.5, "excellent"), (1.0, "good"), (4.9, "good"), (7, "look"), (10.5, "problem")])
+def test_grades_follow_seed_000(pp: float, name: str) -> None:
+    assert grade(pp) == name
+
+
+def test_classification_thresholds_change_the_verdict() -> None:
+    ref = np.array([[2.0, 1.0]], np.float32)
+    cand = np.array([[1.0, 2.0]], np.float32)
+    loose = Tolerance(atol=10, rtol=10, check=Check.max)
+    assert compare_output("p", ref, cand, loose, OutputKind.logits).verdict is Verdict.PASS
+    strict = Tolerance(atol=10, rtol=10, check=Check.max, min_top1_agreement=1.0)
+    result = compare_output("p", ref, cand, strict, OutputKind.logits)
+    assert result.verdict is Verdict.FAIL and "top-1 agreement" in result.message
+
+
+def test_per_output_override_from_config() -> None:
+    cfg = compose_cfg(["model=mlp", "+tolerance.per_output.logits.atol=0.5", "+tolerance.per_output.logits.check=max"])
+    tol = tolerance_for(cfg.tolerance, "logits")
+    assert tol.atol == 0.5 and tol.check is Check.max and tol.rtol == cfg.tolerance.rtol

@@ -1,0 +1,126 @@
+"""Every exporter and backend on real torch / onnx / onnxruntime, through the shared contracts."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from hydra.utils import instantiate
+
+from parity import inputs as inputs_mod
+from parity.artifact import Artifact
+from parity.errors import BackendError
+from parity.models import build_model, run_torch
+from tests.conftest import compose_cfg
+
+EXPORTERS = ["dynamo", "torchscript", "jit_trace"]
+BACKENDS = ["ort_cpu", "torch_cpu"]  # new backends add one entry here (the conformance list)
+
+
+def _setup(overrides: list[str]):
+    cfg = compose_cfg(["model=mlp", *overrides])
+    module = build_model(cfg.model)
+    feeds = inputs_mod.generate(cfg.model.inputs, 3, 0)
+    axes = {s.name: inputs_mod.batch_axis(s.shape) for s in cfg.model.inputs}
+    return cfg, module, feeds, axes
+
+
+@pytest.mark.parametrize("name", EXPORTERS)
+def test_exporter_records_and_runs(name: str, tmp_path: Path) -> None:
+    cfg, module, feeds, axes = _setup([f"exporter={name}"])
+    exporter = instantiate(cfg.exporter, _convert_="all")
+    artifact = exporter.export(module, feeds, axes, ["logits"], tmp_path / name, batch_size=None)
+    rec = artifact.record
+    assert rec.ok, rec.error
+    assert rec.exporter == name and rec.seconds > 0 and rec.opset == cfg.exporter.opset
+    assert rec.versions["torch"] and rec.versions["onnx"] == onnx.__version__
+    on_disk = sorted(str(p.relative_to(tmp_path / name)) for p in (tmp_path / name).rglob("*") if p.is_file())
+    assert list(rec.files) == on_disk and rec.size_bytes == sum((tmp_path / name / f).stat().st_size for f in on_disk)
+    if len(on_disk) == 1:
+        assert rec.sha256 == hashlib.sha256(artifact.path.read_bytes()).hexdigest()
+    onnx.checker.check_model(str(artifact.path))
+    graph = onnx.load(str(artifact.path), load_external_data=False).graph
+    assert [i.name for i in graph.input] == ["x"] and [o.name for o in graph.output] == ["logits"]
+    batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param, "the batch axis must be dynamic"
+
+
+def test_dynamo_external_data_is_part_of_the_artifact(tmp_path: Path) -> None:
+    cfg, module, feeds, axes = _setup(["exporter=dynamo", "exporter.external_data=true"])
+    artifact = instantiate(cfg.exporter, _convert_="all").export(module, feeds, axes, ["logits"], tmp_path, None)
+    assert "model.onnx.data" in artifact.record.files
+    single = hashlib.sha256(artifact.path.read_bytes()).hexdigest()
+    assert artifact.record.sha256 != single  # the hash covers the weights file too
+    backend = instantiate(compose_cfg(["backend=ort_cpu"]).backend, _convert_="all")
+    backend.load(artifact)
+    out = backend.infer(feeds)["logits"]
+    np.testing.assert_allclose(out, run_torch(module, feeds, ["x"], ["logits"])["logits"], atol=1e-5)
+
+
+def test_exporter_failure_is_a_record_not_an_exception(tmp_path: Path) -> None:
+    cfg, module, feeds, axes = _setup(["exporter=torchscript", "exporter.opset=99"])
+    artifact = instantiate(cfg.exporter, _convert_="all").export(module, feeds, axes, ["logits"], tmp_path, None)
+    assert not artifact.record.ok and "99" in artifact.record.error and artifact.path is None
+
+
+def test_static_export_fixes_the_batch(tmp_path: Path) -> None:
+    cfg, module, feeds, axes = _setup(["exporter=torchscript", "exporter.dynamic_batch=false"])
+    artifact = instantiate(cfg.exporter, _convert_="all").export(module, feeds, axes, ["logits"], tmp_path, 3)
+    dim = onnx.load(str(artifact.path)).graph.input[0].type.tensor_type.shape.dim[0]
+    assert dim.dim_value == 3 and artifact.record.batch_size == 3
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_backend_contract(name: str, tmp_path: Path) -> None:
+    cfg, module, feeds, axes = _setup([f"backend={name}", "exporter=torchscript"])
+    backend = instantiate(cfg.backend, _convert_="all")
+    assert backend.availability() is None
+    if backend.accepts == "onnx":
+        artifact = instantiate(cfg.exporter, _convert_="all").export(module, feeds, axes, ["logits"], tmp_path, None)
+    else:
+        artifact = Artifact(kind="torch", input_names=["x"], output_names=["logits"], module=module)
+    with pytest.raises(BackendError, match="before load"):
+        backend.infer(feeds)
+    with backend:
+        backend.load(artifact)
+        out = backend.infer(feeds)
+        info = backend.runtime_info()
+    assert set(out) == {"logits"} and out["logits"].shape == (3, 8)
+    np.testing.assert_allclose(out["logits"], run_torch(module, feeds, ["x"], ["logits"])["logits"], atol=1e-5)
+    assert info["framework"] in ("torch", "onnxruntime") and info["device"]
+
+
+def test_ort_records_active_providers_and_settings(tmp_path: Path) -> None:
+    cfg, module, feeds, axes = _setup(["exporter=torchscript", "backend.graph_optimization_level=disable_all",
+                                       "backend.intra_op_num_threads=1"])
+    artifact = instantiate(cfg.exporter, _convert_="all").export(module, feeds, axes, ["logits"], tmp_path, None)
+    backend = instantiate(cfg.backend, _convert_="all")
+    backend.load(artifact)
+    info = backend.runtime_info()
+    assert info["providers_active"] == ["CPUExecutionProvider"]
+    assert info["graph_optimization_level"] == "disable_all" and info["intra_op_num_threads"] == 1
+
+
+def test_ort_provider_not_in_this_build_is_a_skip_reason() -> None:
+    cfg = compose_cfg(["backend=ort_cpu", "backend.providers=[{name: CUDAExecutionProvider}, {name: CPUExecutionProvider}]"])
+    reason = instantiate(cfg.backend, _convert_="all").availability()
+    assert reason is not None and "CUDAExecutionProvider" in reason and "available:" in reason
+
+
+def test_torch_cuda_without_a_gpu_is_a_skip_reason() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present; the unavailable path cannot be exercised")
+    cfg = compose_cfg(["backend=torch_cpu", "backend.device=cuda:0"])
+    reason = instantiate(cfg.backend, _convert_="all").availability()
+    assert reason is not None and "CUDA is not available" in reason
+
+
+def test_onnx_backend_refuses_a_torch_artifact() -> None:
+    backend = instantiate(compose_cfg(["backend=ort_cpu"]).backend, _convert_="all")
+    with pytest.raises(BackendError, match="runs onnx artifacts"):
+        backend.load(Artifact(kind="torch", input_names=["x"], output_names=["y"]))

@@ -1,0 +1,126 @@
+"""The golden store: round trip, atomic writes, refusal to overwrite, integrity checks."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from parity import golden as golden_mod
+from parity.errors import GoldenCorruptError, GoldenExistsError, GoldenMissingError
+from parity.golden import GoldenStore
+from tests.conftest import tree_bytes
+
+INPUTS = {"x": np.arange(12, dtype=np.float32).reshape(4, 3)}
+OUTPUTS = {"y": np.arange(8, dtype=np.float32).reshape(4, 2)}
+MANIFEST = {"num_samples": 4, "weights_sha256": "0" * 64, "created": "now"}
+
+
+def _store(tmp_path: Path) -> GoldenStore:
+    store = GoldenStore(tmp_path / "golden")
+    store.write("m", "default", INPUTS, OUTPUTS, MANIFEST)
+    return store
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    golden = _store(tmp_path).load("m", "default")
+    np.testing.assert_array_equal(golden.inputs["x"], INPUTS["x"])
+    np.testing.assert_array_equal(golden.outputs["y"], OUTPUTS["y"])
+    assert golden.num_samples == 4
+    files = golden.manifest["files"]
+    assert files["inputs.npz"]["sha256"] == golden_mod.sha256_file(golden.path / "inputs.npz")
+
+
+def test_missing_golden_names_the_create_command(tmp_path: Path) -> None:
+    with pytest.raises(GoldenMissingError, match="python -m parity mode=golden model=m"):
+        GoldenStore(tmp_path).load("m", "default")
+
+
+def test_refuses_to_overwrite_without_flag(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    before = tree_bytes(store.root)
+    with pytest.raises(GoldenExistsError, match="golden.overwrite=true"):
+        store.write("m", "default", {"x": INPUTS["x"] + 1}, OUTPUTS, MANIFEST)
+    assert tree_bytes(store.root) == before
+    store.write("m", "default", {"x": INPUTS["x"] + 1}, OUTPUTS, MANIFEST, overwrite=True)
+    np.testing.assert_array_equal(store.load("m", "default").inputs["x"], INPUTS["x"] + 1)
+    assert sorted(p.name for p in (store.root / "m").iterdir()) == ["default"]  # no staging/backup left
+
+
+def test_interrupted_write_leaves_previous_golden_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _store(tmp_path)
+    before = tree_bytes(store.root)
+    calls = {"n": 0}
+    real = np.savez_compressed
+
+    def dies_on_second_file(*args, **kwargs):  # the process "dies" between the two array files
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(golden_mod.np, "savez_compressed", dies_on_second_file)
+    with pytest.raises(KeyboardInterrupt):
+        store.write("m", "default", {"x": INPUTS["x"] * 0}, OUTPUTS, MANIFEST, overwrite=True)
+    assert tree_bytes(store.root) == before
+    store.load("m", "default")
+
+
+def test_readonly_environment_forbids_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(golden_mod.READONLY_ENV, "1")
+    with pytest.raises(GoldenExistsError, match="disabled"):
+        GoldenStore(tmp_path).write("m", "default", INPUTS, OUTPUTS, MANIFEST)
+    assert not (tmp_path / "m").exists()
+
+
+def test_flipped_byte_fails_hash_check(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    path = store.path("m", "default") / "outputs.npz"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    before = tree_bytes(store.root)
+    with pytest.raises(GoldenCorruptError, match="SHA-256"):
+        store.load("m", "default")
+    assert tree_bytes(store.root) == before
+
+
+def test_truncated_file_fails(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    path = store.path("m", "default") / "inputs.npz"
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(GoldenCorruptError, match="changed or truncated"):
+        store.load("m", "default")
+
+
+def _pickled_npz() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        arr = io.BytesIO()
+        np.save(arr, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+        zf.writestr("x.npy", arr.getvalue())
+    return buffer.getvalue()
+
+
+def test_pickled_array_is_refused_even_with_a_matching_hash(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    gdir = store.path("m", "default")
+    (gdir / "inputs.npz").write_bytes(_pickled_npz())
+    manifest = json.loads((gdir / "manifest.json").read_text())
+    manifest["files"]["inputs.npz"]["sha256"] = golden_mod.sha256_file(gdir / "inputs.npz")  # attacker fixes the hash
+    (gdir / "manifest.json").write_text(json.dumps(manifest))
+    before = tree_bytes(store.root)
+    with pytest.raises(GoldenCorruptError, match="pickled"):
+        store.load("m", "default")
+    assert tree_bytes(store.root) == before
+
+
+def test_unreadable_manifest(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    (store.path("m", "default") / "manifest.json").write_text("{not json")
+    with pytest.raises(GoldenCorruptError, match="unreadable"):
+        store.load("m", "default")
