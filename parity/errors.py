@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class ParityError(Exception):
     """Base of every error parity reports as a verdict or a one-line message."""
@@ -49,10 +51,12 @@ class ModelError(ParityError):
     """The model builder or the reference forward pass failed."""
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def one_line(exc: BaseException) -> str:
     """`Type: first line of message`, for verdict messages and stderr."""
+    text = _ANSI.sub("", str(exc)).strip().splitlines()
     if isinstance(exc, ParityError):
-        text = str(exc).strip().splitlines()
         return text[0] if text else type(exc).__name__
-    text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -12,6 +12,32 @@ import numpy as np
 from parity.exporters.base import Exporter
 
 
+def _ordered(model: Any, output_names: list[str]) -> Any:
+    """Wrap the module so it returns a tuple in declared output order (dicts mapped by key).
+
+    ONNX graph outputs are positional; without this a dict-returning model would be exported in
+    its insertion order and jit.trace would refuse it outright.
+    """
+    import torch
+
+
+    class OrderedOutputs(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = inner
+
+        def forward(self, *args: Any) -> tuple[Any, ...]:
+            result = self.model(*args)
+            if isinstance(result, dict):
+                missing = [n for n in output_names if n not in result]
+                if missing:
+                    raise KeyError(f"model returned keys {sorted(result)}, missing declared outputs {missing}")
+                return tuple(result[n] for n in output_names)
+            return tuple(result) if isinstance(result, (list, tuple)) else (result,)
+
+    return OrderedOutputs(model).eval()
+
+
 class _TorchExporter(Exporter):
     source = "torch"
 
@@ -77,9 +103,10 @@ class DynamoExporter(_TorchExporter):
         dynamic_shapes = None
         if self.dynamic_batch:
             batch = torch.export.Dim("batch")
-            dynamic_shapes = tuple({axis: batch} for axis in input_axes.values())
+            # the OrderedOutputs wrapper takes *args: torch.export sees one tuple argument holding the inputs
+            dynamic_shapes = (tuple({axis: batch} for axis in input_axes.values()),)
         torch.onnx.export(
-            model,
+            _ordered(model, output_names),
             self._args(example),
             str(path),
             dynamo=True,
@@ -98,7 +125,8 @@ class TorchScriptExporter(_TorchExporter):
 
     def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
                      output_names: list[str], path: Path) -> None:
-        self._legacy_export(model, self._args(example), list(example), input_axes, output_names, path)
+        self._legacy_export(_ordered(model, output_names), self._args(example), list(example), input_axes,
+                            output_names, path)
 
 
 class JitTraceExporter(_TorchExporter):
@@ -110,5 +138,5 @@ class JitTraceExporter(_TorchExporter):
 
         args = self._args(example)
         with torch.no_grad():
-            traced = torch.jit.trace(model, args, check_trace=False)
+            traced = torch.jit.trace(_ordered(model, output_names), args, check_trace=False)
         self._legacy_export(traced, args, list(example), input_axes, output_names, path)

@@ -53,8 +53,8 @@ def job_table(report: dict[str, Any], fmt: str = "github") -> str:
         for out in check["outputs"]:
             m = out["metrics"]
             cls = out["classification"]
-            top1 = f"{cls['top1_agreement']:.0%}" if cls else "—"
-            dp = f"{cls['prob_diff_max_pp']:.3g} ({cls['grade']})" if cls else "—"
+            top1 = _num(cls["top1_agreement"], ".0%") if cls else "—"
+            dp = f"{_num(cls['prob_diff_max_pp'])} ({cls['grade']})" if cls else "—"
             tol = f"{out['check']} a={out['atol']:g} r={out['rtol']:g}"
             body.append([check["check"], check["batch_size"], out["name"], _num(m.get("max_abs")),
                          _num(m.get("mean_abs")), _num(m.get("max_rel")), _num(m.get("l2_rel")),
