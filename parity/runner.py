@@ -41,6 +41,9 @@ def run_job(
     output_dir.mkdir(parents=True, exist_ok=True)
     report = _empty_report(cfg, output_dir, overrides or [], job_num)
     try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ConfigError(f"missing mandatory value(s): {', '.join(missing)}")
         config_mod.validate(cfg)
         root = Path(cfg.golden.root)
         store = GoldenStore(root if root.is_absolute() else start_dir / root, display_root=str(cfg.golden.root))
@@ -48,6 +51,9 @@ def run_job(
             _make_golden(cfg, store, report)
         else:
             _verify(cfg, store, output_dir, report)
+    except ConfigError as exc:
+        report["error"] = f"configuration error: {one_line(exc)}"
+        log.error(report["error"])
     except ParityError as exc:
         report["error"] = one_line(exc)
         log.error(report["error"])

@@ -38,6 +38,13 @@ def test_every_exporter_passes_on_mlp(run_parity, exporter: str) -> None:
     assert report["exports"][0]["exporter"] == exporter and report["exports"][0]["ok"]
 
 
+def test_dynamo_ignoring_the_requested_opset_is_recorded(run_parity) -> None:
+    report, code = run_parity(["model=mlp", "exporter=dynamo", "exporter.opset=99"])
+    export = report["exports"][0]
+    assert export["options"]["opset"] == 99 and export["opset"] != 99
+    assert any("opset 99 was requested" in w for w in export["warnings"])
+
+
 def test_torch_backend_needs_no_export(run_parity) -> None:
     report, code = run_parity(["model=mlp", "backend=torch_cpu"])
     assert code == 0 and report["exports"] == [] and report["exporter"] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import time
 import warnings
@@ -18,6 +19,7 @@ from parity.errors import one_line
 from parity.results import ExportRecord
 
 MAX_WARNINGS = 20
+log = logging.getLogger("parity")
 
 
 class Exporter(ABC):
@@ -110,8 +112,13 @@ class Exporter(ABC):
             record = ExportRecord(ok=False, error=error, **record_kwargs)
             return Artifact(kind="onnx", input_names=list(example), output_names=output_names, record=record)
         sha, files, size = hash_files(out_dir)
+        opset = _opset_of(path)
+        if self.opset is not None and opset is not None and opset != self.opset:
+            note = f"parity: opset {self.opset} was requested but the artifact declares opset {opset}"
+            log.warning("%s (%s exporter)", note, self.name)
+            record_kwargs["warnings"] = (note, *record_kwargs["warnings"])
         record = ExportRecord(
-            ok=True, path=str(path), files=files, sha256=sha, size_bytes=size, opset=_opset_of(path), **record_kwargs
+            ok=True, path=str(path), files=files, sha256=sha, size_bytes=size, opset=opset, **record_kwargs
         )
         return Artifact(
             kind="onnx",

@@ -1,0 +1,101 @@
+"""The real command line: exit codes, one-line config errors, lazy imports, multirun aggregation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from parity.report.schema import SWEEP_SCHEMA, validate
+from tests.conftest import REPO
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("model.no_such_key=1", "Key 'no_such_key' not in 'ModelConfig'"),
+        ("tolerance.atol=abc", "could not be converted to Float"),
+        ("mode=bogus", "expected one of [verify, golden]"),
+        ("model=no_such_model", "Could not find 'model/no_such_model'"),
+        ("backend.graph_optimization_level=[1]", "backend.graph_optimization_level"),
+    ],
+)
+def test_bad_config_exits_2_with_one_line(cli, override: str, needle: str) -> None:
+    proc = cli("model=mlp", override)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("parity: configuration error:"), proc.stderr
+    assert needle in lines[0]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_missing_required_value_exits_2(cli) -> None:
+    proc = cli("model=mlp", "model.name=???")
+    assert proc.returncode == 2
+    assert "[parity] configuration error: missing mandatory value(s): model.name" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_planted_fault_exits_1(cli) -> None:
+    proc = cli("model=mlp", "exporter=torchscript", "exporter._target_=tests.plugins.PerturbingExporter")
+    assert proc.returncode == 1, proc.stderr
+    assert "FAIL  model=mlp exporter=torchscript backend=ort_cpu" in proc.stdout
+
+
+def test_missing_golden_exits_2_naming_the_create_command(cli, tmp_path: Path) -> None:
+    proc = cli("model=mlp", f"golden.root={tmp_path / 'none'}")
+    assert proc.returncode == 2
+    assert "create it with: python -m parity mode=golden model=mlp" in proc.stdout + proc.stderr
+
+
+def test_help_and_cfg_job_import_no_framework() -> None:
+    code = (
+        "import sys\n"
+        "sys.argv = ['parity', '--cfg', 'job']\n"
+        "from parity.__main__ import main\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "heavy = sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'onnxscript') if m in sys.modules)\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY=\n" in proc.stdout and "model:" in proc.stdout
+
+
+def test_help_lists_groups(cli) -> None:
+    proc = cli("--help")
+    assert proc.returncode == 0
+    for group in ("model:", "exporter:", "backend:", "tolerance:", "inputs:"):
+        assert group in proc.stdout
+
+
+def test_multirun_aggregates_and_one_failing_job_does_not_stop_the_others(cli, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", "model=mlp", "exporter=torchscript,jit_trace", "exporter.opset=17,99",
+               f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    document = json.loads((sweep / "sweep_report.json").read_text())
+    validate(document, SWEEP_SCHEMA)
+    assert len(document["jobs"]) == 4
+    by_exporter = {}
+    for row in document["rows"]:
+        if row["check"] == "backend":
+            by_exporter.setdefault(row["exporter"], []).append(row["verdict"])
+    # opset 17 passes for every exporter; opset 99 is an export ERROR for every exporter
+    assert by_exporter == {e: ["PASS", "ERROR"] for e in ("torchscript", "jit_trace")}, by_exporter
+    assert document["verdict"] == "ERROR" and document["exit_code"] == 2
+    assert "== sweep: 4 job(s)" in proc.stdout and proc.stdout.strip().splitlines()[-1].startswith("ERROR  sweep of 4")
+    for job in document["jobs"]:
+        assert Path(job["report"]).is_file() and job["overrides"]
+
+
+def test_multirun_all_pass_exits_0(cli, tmp_path: Path) -> None:
+    proc = cli("-m", "model=mlp", "backend=ort_cpu,torch_cpu", "exporter=torchscript",
+               f"hydra.sweep.dir={tmp_path / 's'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    document = json.loads((tmp_path / "s" / "sweep_report.json").read_text())
+    assert [j["verdict"] for j in document["jobs"]] == ["PASS", "PASS"]
