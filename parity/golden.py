@@ -21,7 +21,8 @@ FORMAT = "parity.golden/v1"
 INPUTS = "inputs.npz"
 OUTPUTS = "outputs.npz"
 MANIFEST = "manifest.json"
-READONLY_ENV = "PARITY_READONLY_GOLDENS"  # set (CI does) to forbid any golden write
+# os.pathsep-separated golden roots that must never be written (CI protects the committed goldens)
+READONLY_ENV = "PARITY_READONLY_GOLDENS"
 
 
 def sha256_file(path: Path) -> str:
@@ -129,8 +130,10 @@ class GoldenStore:
 
     def check_writable(self, model: str, input_set: str, overwrite: bool) -> None:
         """Raise before any work if the write would be refused."""
-        if os.environ.get(READONLY_ENV):
-            raise GoldenExistsError(f"golden writes are disabled here ({READONLY_ENV} is set)")
+        protected = [Path(p).resolve() for p in os.environ.get(READONLY_ENV, "").split(os.pathsep) if p]
+        target = self.root.resolve()
+        if any(target == p or p in target.parents for p in protected):
+            raise GoldenExistsError(f"golden writes under {self.root} are disabled here ({READONLY_ENV})")
         if self.exists(model, input_set) and not overwrite:
             raise GoldenExistsError(
                 f"golden for model '{model}', input set '{input_set}' already exists at "

@@ -70,11 +70,12 @@ def test_interrupted_write_leaves_previous_golden_intact(tmp_path: Path, monkeyp
     store.load("m", "default")
 
 
-def test_readonly_environment_forbids_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(golden_mod.READONLY_ENV, "1")
+def test_readonly_roots_forbid_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(golden_mod.READONLY_ENV, str(tmp_path / "protected"))
     with pytest.raises(GoldenExistsError, match="disabled"):
-        GoldenStore(tmp_path).write("m", "default", INPUTS, OUTPUTS, MANIFEST)
-    assert not (tmp_path / "m").exists()
+        GoldenStore(tmp_path / "protected").write("m", "default", INPUTS, OUTPUTS, MANIFEST)
+    assert not (tmp_path / "protected").exists()
+    GoldenStore(tmp_path / "free").write("m", "default", INPUTS, OUTPUTS, MANIFEST)
 
 
 def test_flipped_byte_fails_hash_check(tmp_path: Path) -> None:

@@ -1,0 +1,83 @@
+"""nox sessions: CPU and GPU test profiles, the default parity job, and the core benchmark."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests_cpu"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+PYTHON = "3.11"
+# Versions checked together (docs/compatibility.md). CPU torch is pinned: a plain `torch` pulls a multi-GB CUDA build.
+COMMON = [
+    "onnx==1.23.2",
+    "onnxscript==0.7.2",
+    "hydra-core==1.3.8",
+    "omegaconf==2.3.1",  # hydra-core 1.3.8 needs omegaconf < 2.4
+    "numpy==2.4.6",
+    "jsonschema==4.26.0",
+    "tabulate==0.10.0",
+    "pytest==9.2.0",
+]
+CPU = ["torch==2.13.0", "onnxruntime==1.32.0", *COMMON]
+# Never onnxruntime and onnxruntime-gpu in one environment: the second overwrites the first.
+GPU = ["torch==2.14.1", "onnxruntime-gpu==1.31.1", "polygraphy==0.53.6", *COMMON]
+
+
+def _install(session: nox.Session, pins: list[str]) -> None:
+    session.install(*pins)
+    session.install("--no-deps", "-e", ".")
+
+
+def _gpu_reason() -> str | None:
+    """None when an NVIDIA GPU is visible, else why the GPU sessions skip."""
+    if shutil.which("nvidia-smi") is None and not Path("/dev/nvidia0").exists():
+        return "no NVIDIA GPU on this machine (no nvidia-smi, no /dev/nvidia0): GPU sessions skipped"
+    return None
+
+
+def tests_impl(session: nox.Session, pins: list[str], *pytest_args: str) -> None:
+    """Install one profile and run the suite; the committed goldens are read-only throughout."""
+    _install(session, pins)
+    env = {"PARITY_READONLY_GOLDENS": str(ROOT / "golden")}
+    session.run("python", "-m", "pytest", *pytest_args, *session.posargs, env=env)
+
+
+@nox.session(python=PYTHON)
+def tests_cpu(session: nox.Session) -> None:
+    """The whole suite on the pinned CPU profile (what CI runs)."""
+    tests_impl(session, CPU)
+
+
+@nox.session(python=PYTHON)
+def tests_gpu(session: nox.Session) -> None:
+    """The suite on the GPU profile (torch 2.14.1 CUDA, onnxruntime-gpu); skips without a GPU."""
+    reason = _gpu_reason()
+    if reason:
+        session.skip(reason)
+    tests_impl(session, GPU)
+
+
+@nox.session(python=PYTHON)
+def parity(session: nox.Session) -> None:
+    """The default job: resnet18, dynamo exporter, ONNX Runtime CPU, against the committed goldens."""
+    _install(session, CPU)
+    session.run("python", "-m", "parity", *session.posargs,
+                env={"PARITY_READONLY_GOLDENS": str(ROOT / "golden")})
+
+
+@nox.session(python=PYTHON)
+def benchmark(session: nox.Session) -> None:
+    """Core overhead benchmark; writes benchmarks/results/core.json and prints the table for BENCHMARKS.md."""
+    _install(session, CPU)
+    session.run("python", "benchmarks/bench_core.py", *session.posargs,
+                env={"PARITY_READONLY_GOLDENS": str(ROOT / "golden"), "PYTHONHASHSEED": "0", **_threads()})
+
+
+def _threads() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
