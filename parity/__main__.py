@@ -9,6 +9,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from parity.cli_help import render_help, wants_parity_help
 from parity.config import register_configs
 
 register_configs()
@@ -46,9 +47,15 @@ def main() -> None:
     user_full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # make Hydra raise, so the message can be reduced to one line
     try:
+        if wants_parity_help(sys.argv[1:]):
+            print(render_help(CONFIG_DIR, sys.argv[1:]))
+            sys.exit(0)
         _job()
     except SystemExit:
         raise
+    except BrokenPipeError:  # stdout closed early (`| head`): not an error of the config
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.stderr.write("parity: interrupted\n")
         sys.exit(130)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from parity.report.schema import SWEEP_SCHEMA, validate
-from tests.conftest import REPO
+from tests.conftest import REPO, SEARCHPATH
 
 
 @pytest.mark.parametrize(
@@ -66,11 +66,22 @@ def test_help_and_cfg_job_import_no_framework() -> None:
     assert "HEAVY=\n" in proc.stdout and "model:" in proc.stdout
 
 
-def test_help_lists_groups(cli) -> None:
+def test_help_lists_groups_options_and_the_composed_config(cli) -> None:
     proc = cli("--help")
-    assert proc.returncode == 0
-    for group in ("model:", "exporter:", "backend:", "tolerance:", "inputs:"):
-        assert group in proc.stdout
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "model: mlp, resnet18" in lines and "backend: ort_cpu, torch_cpu" in lines
+    assert "exporter: dynamo, jit_trace, torchscript" in lines
+    assert "base_" not in proc.stdout.split("== Config (")[0]  # schemas are not options
+    assert "  name: resnet18" in lines and "Exit codes:" in proc.stdout
+
+
+def test_help_follows_overrides_and_user_search_path(cli) -> None:
+    proc = cli(SEARCHPATH, "model=tiny_conv", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "model: mlp, resnet18, tiny_conv" in proc.stdout.splitlines() and "  name: tiny_conv" in proc.stdout
+    bad = cli("model=nope", "--help")
+    assert bad.returncode == 2 and "Could not find 'model/nope'" in bad.stderr
 
 
 def test_multirun_aggregates_and_one_failing_job_does_not_stop_the_others(cli, tmp_path: Path) -> None:

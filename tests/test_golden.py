@@ -78,24 +78,28 @@ def test_readonly_roots_forbid_writes(tmp_path: Path, monkeypatch: pytest.Monkey
     GoldenStore(tmp_path / "free").write("m", "default", INPUTS, OUTPUTS, MANIFEST)
 
 
+def _refused_untouched(store: GoldenStore, match: str) -> None:
+    """Loading raises GoldenCorruptError matching `match`, and no file below the root changes."""
+    before = tree_bytes(store.root)
+    with pytest.raises(GoldenCorruptError, match=match):
+        store.load("m", "default")
+    assert tree_bytes(store.root) == before
+
+
 def test_flipped_byte_fails_hash_check(tmp_path: Path) -> None:
     store = _store(tmp_path)
     path = store.path("m", "default") / "outputs.npz"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    before = tree_bytes(store.root)
-    with pytest.raises(GoldenCorruptError, match="SHA-256"):
-        store.load("m", "default")
-    assert tree_bytes(store.root) == before
+    _refused_untouched(store, "SHA-256")
 
 
 def test_truncated_file_fails(tmp_path: Path) -> None:
     store = _store(tmp_path)
     path = store.path("m", "default") / "inputs.npz"
     path.write_bytes(path.read_bytes()[:40])
-    with pytest.raises(GoldenCorruptError, match="changed or truncated"):
-        store.load("m", "default")
+    _refused_untouched(store, "changed or truncated")
 
 
 def _pickled_npz() -> bytes:
@@ -114,14 +118,10 @@ def test_pickled_array_is_refused_even_with_a_matching_hash(tmp_path: Path) -> N
     manifest = json.loads((gdir / "manifest.json").read_text())
     manifest["files"]["inputs.npz"]["sha256"] = golden_mod.sha256_file(gdir / "inputs.npz")  # attacker fixes the hash
     (gdir / "manifest.json").write_text(json.dumps(manifest))
-    before = tree_bytes(store.root)
-    with pytest.raises(GoldenCorruptError, match="pickled"):
-        store.load("m", "default")
-    assert tree_bytes(store.root) == before
+    _refused_untouched(store, "pickled")
 
 
 def test_unreadable_manifest(tmp_path: Path) -> None:
     store = _store(tmp_path)
     (store.path("m", "default") / "manifest.json").write_text("{not json")
-    with pytest.raises(GoldenCorruptError, match="unreadable"):
-        store.load("m", "default")
+    _refused_untouched(store, "unreadable")

@@ -75,7 +75,8 @@ def job_table(report: dict[str, Any], fmt: str = "github") -> str:
 def summary_line(report: dict[str, Any]) -> str:
     where = f"model={report['model']['name']}"
     if report["mode"] == "verify":
-        where += f" exporter={report['exporter']} backend={report['backend']['name']}"
+        exporter = report["exporter"] or "none (eager)"
+        where += f" exporter={exporter} backend={report['backend']['name']}"
         if report["backend"]["skip_reason"]:
             where += f" (skipped: {report['backend']['skip_reason']})"
     else:
