@@ -27,6 +27,7 @@ class Distribution(str, Enum):
     uniform = "uniform"  # [low, high)
     randint = "randint"  # integers in [low, high)
     image = "image"  # uint8 pixels in [0, 255] scaled to [0, 1], then (x - mean) / std per channel
+    sparse = "sparse"  # normal(mean, std) at a `density` fraction of positions, zero elsewhere (BEV pillars)
 
 
 class OutputKind(str, Enum):
@@ -61,6 +62,8 @@ class InputSpec:
     # image: per-channel normalisation after scaling pixels to [0, 1] (ImageNet's by default)
     channel_mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     channel_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    # sparse: fraction of non-empty positions; a position is one cell across all channels (axis after batch)
+    density: float = 0.1
     seed: Optional[int] = None  # None: derived from the input set's seed and the input's position
 
 
@@ -81,6 +84,10 @@ class ModelConfig:
     builder: dict[str, Any] = MISSING  # {_target_: dotted.path.to.builder, **kwargs} -> torch.nn.Module
     inputs: list[InputSpec] = MISSING
     outputs: list[OutputSpec] = MISSING
+    # free-form values the rest of the model config interpolates, e.g. shape: [batch, 64, "${model.params.spatial}"]
+    params: dict[str, Any] = field(default_factory=dict)
+    # module paths (named_modules() names) whose outputs can be compared layer by layer, in forward order
+    probes: list[str] = field(default_factory=list)
 
 
 @dataclass

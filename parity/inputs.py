@@ -37,6 +37,13 @@ def generate(inputs_spec: list[Any], num_samples: int, seed: int) -> dict[str, n
             values = rng.uniform(spec.low, spec.high, size=shape)
         elif dist is Distribution.randint:
             values = rng.integers(int(spec.low), int(spec.high), size=shape)
+        elif dist is Distribution.sparse:
+            axis = batch_axis(spec.shape) + 1
+            cells = list(shape)
+            if axis < len(cells):
+                cells[axis] = 1  # one mask value per cell, shared by its channels
+            occupied = rng.random(size=cells) < spec.density
+            values = np.where(occupied, rng.normal(spec.mean, spec.std, size=shape), 0.0)
         else:  # image: NCHW-style, channel axis right after the batch axis
             pixels = rng.integers(0, 256, size=shape).astype(np.float32) / np.float32(255.0)
             axis = batch_axis(spec.shape) + 1
