@@ -10,6 +10,7 @@ import nox
 
 nox.options.sessions = ["tests_cpu"]
 nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True  # no Python 3.11: a failure, never a silent skip
 
 ROOT = Path(__file__).parent
 PYTHON = "3.11"

@@ -4,37 +4,50 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from pathlib import Path
+from typing import Any
 
 import hydra
+from hydra.errors import HydraException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from parity.cli_help import render_help, wants_parity_help
 from parity.config import register_configs
+from parity.errors import ConfigError, ParityError, one_line
 
 register_configs()
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")  # a symlink to conf/ in a checkout; real in a wheel
 _EXIT_CODES: list[int] = []
+_CONFIG_ERRORS: list[ConfigError] = []
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def _job(cfg: DictConfig) -> None:
+def _job(cfg: DictConfig) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_original_cwd
 
-    from parity.runner import run_job
+    from parity.runner import preflight, run_job
 
     hc = HydraConfig.get()
-    num = hc.job.get("num") if hc.mode is not None and str(hc.mode).endswith("MULTIRUN") else None
-    _, code = run_job(
+    multirun = hc.mode is not None and str(hc.mode).endswith("MULTIRUN")
+    if not multirun:  # a single run's config error is one line on stderr; in a sweep it is that job's ERROR
+        try:
+            preflight(cfg)
+        except ConfigError as exc:
+            _CONFIG_ERRORS.append(exc)  # raised here, Hydra would print its own "Error executing job" line
+            return {}
+    report, code = run_job(
         cfg,
         output_dir=Path(hc.runtime.output_dir),
         start_dir=Path(get_original_cwd()),
         overrides=list(hc.overrides.task),
-        job_num=num,
+        job_num=hc.job.get("num") if multirun else None,
     )
     _EXIT_CODES.append(code)
+    return report
 
 
 def record_exit_code(code: int) -> None:
@@ -62,7 +75,16 @@ def main() -> None:
     except Exception as exc:
         if user_full_error:
             raise
-        sys.stderr.write(f"parity: configuration error: {config_error_line(exc)}\n")
+        if isinstance(exc, (HydraException, OmegaConfBaseException, ConfigError)):
+            sys.stderr.write(f"parity: configuration error: {config_error_line(exc)}\n")
+        elif isinstance(exc, ParityError):
+            sys.stderr.write(f"parity: {one_line(exc)}\n")
+        else:  # a bug in parity: show where
+            traceback.print_exc()
+            sys.stderr.write(f"parity: internal error: {one_line(exc)}\n")
+        sys.exit(2)
+    if _CONFIG_ERRORS:
+        sys.stderr.write(f"parity: configuration error: {one_line(_CONFIG_ERRORS[0])}\n")
         sys.exit(2)
     sys.exit(max(_EXIT_CODES, default=0))
 

@@ -88,7 +88,7 @@ def error_metrics(reference: np.ndarray, candidate: np.ndarray, atol: float, rto
     abs_ref = np.where(finite, np.abs(ref), 0.0)
     rel = diff / np.maximum(abs_ref, np.finfo(np.float64).tiny)
     count = max(int(np.count_nonzero(finite)), 1)
-    outside = (diff > atol + rtol * abs_ref) | ~np.isfinite(cand)
+    outside = (diff > atol + rtol * abs_ref) | ~finite  # non-finite on either side never counts as close
     ref_f = np.where(finite, ref, 0.0).ravel()
     cand_f = np.where(finite, cand, 0.0).ravel()
     ref_norm, cand_norm = float(np.linalg.norm(ref_f)), float(np.linalg.norm(cand_f))
@@ -115,6 +115,7 @@ def error_metrics(reference: np.ndarray, candidate: np.ndarray, atol: float, rto
         "worst_reference": float(reference[worst]) if diff.size else None,
         "worst_candidate": float(candidate[worst]) if diff.size else None,
         "nonfinite": nonfinite,
+        "golden_nonfinite": int(np.size(ref) - np.count_nonzero(np.isfinite(ref))),
     }
 
 
@@ -156,6 +157,8 @@ def compare_output(
     problems: list[str] = []
     if metrics["nonfinite"]:
         problems.append(f"{metrics['nonfinite']} NaN/Inf value(s) in the candidate")
+    if metrics["golden_nonfinite"]:
+        problems.append(f"{metrics['golden_nonfinite']} NaN/Inf value(s) in the golden")
     if not _within(metrics, tol):
         if tol.check is Check.elementwise:
             problems.append(

@@ -73,6 +73,7 @@ class OutputSpec:
 
     name: str = MISSING
     kind: OutputKind = OutputKind.tensor
+    batch_axis: Optional[int] = 0  # None: the output has no batch axis (same for every batch size)
 
 
 @dataclass
@@ -222,7 +223,7 @@ def register_configs() -> None:
     cs.store(group="inputs", name="base_inputs", node=InputsConfig)
 
 
-_DTYPES = {"float32", "float16", "float64", "bfloat16", "int64", "int32", "int8", "uint8", "bool"}
+_DTYPES = {"float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"}  # what npz can hold
 
 
 def validate(cfg: Any) -> None:
@@ -255,6 +256,13 @@ def validate(cfg: Any) -> None:
             first = str(exc).strip().splitlines()[0]
             raise ConfigError(f"tolerance.per_output.{name}: {first}") from None
         cfg.tolerance.per_output[name] = typed
+    for name in ("atol", "rtol"):
+        if getattr(cfg.tolerance, name) < 0:
+            raise ConfigError(f"tolerance.{name} must be >= 0, got {getattr(cfg.tolerance, name)}")
+    for name, override in cfg.tolerance.per_output.items():
+        for key in ("atol", "rtol"):
+            if override.get(key) is not None and override.get(key) < 0:
+                raise ConfigError(f"tolerance.per_output.{name}.{key} must be >= 0")
     n = cfg.inputs.num_samples
     if n < 1:
         raise ConfigError(f"inputs.num_samples must be >= 1, got {n}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
+import shlex
 import shutil
 import tempfile
 import zipfile
@@ -23,6 +25,7 @@ OUTPUTS = "outputs.npz"
 MANIFEST = "manifest.json"
 # os.pathsep-separated golden roots that must never be written (CI protects the committed goldens)
 READONLY_ENV = "PARITY_READONLY_GOLDENS"
+log = logging.getLogger("parity")
 
 
 def sha256_file(path: Path) -> str:
@@ -33,8 +36,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def create_command(model: str, input_set: str, root: str | None = None, overwrite: bool = False) -> str:
-    """The command line that (re)creates a golden."""
+_NOT_FOR_GOLDEN = ("mode", "golden.overwrite", "hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
+
+
+def create_command(
+    model: str, input_set: str, root: str | None = None, overwrite: bool = False, overrides: list[str] | None = None
+) -> str:
+    """The command line that (re)creates a golden: the job's own overrides when known, with mode=golden."""
+    if overrides is not None:
+        kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in _NOT_FOR_GOLDEN]
+        parts = ["python -m parity", "mode=golden", *(shlex.quote(o) for o in kept)]
+        if overwrite:
+            parts.append("golden.overwrite=true")
+        return " ".join(parts)
     parts = ["python -m parity mode=golden", f"model={model}"]
     if input_set != "default":
         parts.append(f"inputs.name={input_set}")
@@ -62,9 +76,16 @@ class Golden:
 class GoldenStore:
     """Reads and writes goldens below one root directory."""
 
-    def __init__(self, root: str | os.PathLike[str], display_root: str | None = None) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], display_root: str | None = None, command_overrides: list[str] | None = None
+    ) -> None:
         self.root = Path(root)
         self.display_root = display_root if display_root is not None else str(root)
+        self.command_overrides = command_overrides  # the job's overrides, for the commands the errors suggest
+
+    def command(self, model: str, input_set: str, overwrite: bool = False) -> str:
+        """The command that (re)creates this golden, as the user would type it."""
+        return create_command(model, input_set, self.display_root, overwrite, self.command_overrides)
 
     def path(self, model: str, input_set: str) -> Path:
         return self.root / model / input_set
@@ -75,13 +96,17 @@ class GoldenStore:
     # -- reading -------------------------------------------------------------------------------
 
     def load(self, model: str, input_set: str) -> Golden:
-        """Load and verify a golden; raises GoldenMissingError or GoldenCorruptError, never modifies it."""
+        """Load and verify a golden; raises GoldenMissingError or GoldenCorruptError, never modifies it.
+
+        (The one exception: a previous golden left aside by a write killed mid-swap is moved back first.)
+        """
         path = self.path(model, input_set)
+        _recover_swap(path)
         manifest_path = path / MANIFEST
         if not manifest_path.is_file():
             raise GoldenMissingError(
                 f"no golden for model '{model}', input set '{input_set}' at {path}; "
-                f"create it with: {create_command(model, input_set, self.display_root)}"
+                f"create it with: {self.command(model, input_set)}"
             )
         try:
             manifest = json.loads(manifest_path.read_text())
@@ -138,7 +163,7 @@ class GoldenStore:
             raise GoldenExistsError(
                 f"golden for model '{model}', input set '{input_set}' already exists at "
                 f"{self.path(model, input_set)}; refusing to overwrite it. To replace it run: "
-                f"{create_command(model, input_set, self.display_root, overwrite=True)}"
+                f"{self.command(model, input_set, overwrite=True)}"
             )
 
     def write(
@@ -156,6 +181,7 @@ class GoldenStore:
         """
         self.check_writable(model, input_set, overwrite)
         final = self.path(model, input_set)
+        _recover_swap(final)
         final.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{input_set}.tmp-", dir=final.parent))
         try:
@@ -192,12 +218,26 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
+def _backup_prefix(final: Path) -> str:
+    return f".{final.name}.old-"
+
+
+def _recover_swap(final: Path) -> None:
+    """If a write died between moving the old golden aside and moving the new one in, move the old one back."""
+    if final.exists() or not final.parent.is_dir():
+        return
+    leftovers = sorted(p for p in final.parent.glob(_backup_prefix(final) + "*") if (p / MANIFEST).is_file())
+    if leftovers:
+        os.replace(leftovers[-1], final)
+        log.warning("restored %s from %s, left by an interrupted golden write", final, leftovers[-1])
+
+
 def _replace_dir(staging: Path, final: Path) -> None:
     """Move staging to final; an existing final is moved aside first and restored if the swap fails."""
     if not final.exists():
         os.replace(staging, final)
         return
-    backup = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+    backup = Path(tempfile.mkdtemp(prefix=_backup_prefix(final), dir=final.parent))
     os.rmdir(backup)
     os.replace(final, backup)
     try:

@@ -56,8 +56,19 @@ def generate(inputs_spec: list[Any], num_samples: int, seed: int) -> dict[str, n
     return arrays
 
 
-def take(arrays: dict[str, np.ndarray], axes: dict[str, int], count: int) -> dict[str, np.ndarray]:
-    """The first `count` samples of every array along its batch axis."""
+def take(arrays: dict[str, np.ndarray], axes: dict[str, int | None], count: int) -> dict[str, np.ndarray]:
+    """The first `count` samples of every array along its batch axis (arrays with axis None: unchanged)."""
     return {
-        name: np.ascontiguousarray(np.take(a, np.arange(count), axis=axes.get(name, 0))) for name, a in arrays.items()
+        name: a if axes.get(name, 0) is None else np.ascontiguousarray(np.take(a, np.arange(count), axis=axes[name]))
+        for name, a in arrays.items()
     }
+
+
+def repeat_to(arrays: dict[str, np.ndarray], axes: dict[str, int], count: int) -> dict[str, np.ndarray]:
+    """Tile samples along the batch axis up to `count` (an export example must not have batch 1)."""
+    out = {}
+    for name, a in arrays.items():
+        n = a.shape[axes[name]]
+        index = np.arange(count) % n
+        out[name] = np.ascontiguousarray(np.take(a, index, axis=axes[name]))
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import platform
 import sys
@@ -16,13 +17,8 @@ from omegaconf import OmegaConf
 import parity
 from parity import config as config_mod
 from parity import inputs as inputs_mod
-from parity.errors import (
-    ConfigError,
-    GoldenStaleError,
-    ParityError,
-    one_line,
-)
-from parity.golden import GoldenStore, create_command
+from parity.errors import ConfigError, GoldenStaleError, ModelError, ParityError, one_line
+from parity.golden import GoldenStore
 from parity.report.schema import REPORT_SCHEMA, write_json
 from parity.report.table import job_table
 from parity.results import CheckResult, Verdict, exit_code, jsonable, overall
@@ -30,24 +26,31 @@ from parity.results import CheckResult, Verdict, exit_code, jsonable, overall
 log = logging.getLogger("parity")
 
 
+def preflight(cfg: Any) -> None:
+    """Checks a schema cannot express: missing values, names, tolerances. Raises ConfigError (one line)."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"missing mandatory value(s): {', '.join(missing)}")
+    config_mod.validate(cfg)
+
+
 def run_job(
     cfg: Any, output_dir: Path, start_dir: Path, overrides: list[str] | None = None, job_num: int | None = None
 ) -> tuple[dict[str, Any], int]:
-    """Run one parity job and write its report. Never raises for user or framework faults.
+    """Run one parity job and write its report. Never raises: every fault ends in the report.
 
     Returns (report, exit code): 0 all PASS/SKIP, 1 any FAIL, 2 any ERROR.
     """
     started = time.perf_counter()
     output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / str(cfg.report.get("filename", "report.json"))).unlink(missing_ok=True)  # never report a stale one
     report = _empty_report(cfg, output_dir, overrides or [], job_num)
     try:
-        missing = sorted(OmegaConf.missing_keys(cfg))
-        if missing:
-            raise ConfigError(f"missing mandatory value(s): {', '.join(missing)}")
-        config_mod.validate(cfg)
+        preflight(cfg)
         root = Path(cfg.golden.root)
-        store = GoldenStore(root if root.is_absolute() else start_dir / root, display_root=str(cfg.golden.root))
-        if cfg.mode == config_mod.Mode.golden or str(cfg.mode) == "golden":
+        store = GoldenStore(root if root.is_absolute() else start_dir / root, display_root=str(cfg.golden.root),
+                            command_overrides=overrides)
+        if str(getattr(cfg.mode, "value", cfg.mode)) == "golden":
             _make_golden(cfg, store, report)
         else:
             _verify(cfg, store, output_dir, report)
@@ -69,12 +72,28 @@ def run_job(
     report["exit_code"] = exit_code(report["verdict"])
     report["seconds"] = time.perf_counter() - started
     report = jsonable(report)
-    if cfg.report.json:
-        path = write_json(report, output_dir / cfg.report.filename, REPORT_SCHEMA)
-        log.info("report: %s", path)
-    if cfg.report.print_table:
-        print(job_table(report, cfg.report.table_format), flush=True)
+    _emit(cfg, report, output_dir)
     return report, report["exit_code"]
+
+
+def _emit(cfg: Any, report: dict[str, Any], output_dir: Path) -> None:
+    """Write report.json (schema-validated) and print the table; a report breaking its schema is a loud ERROR."""
+    if cfg.report.json:
+        try:
+            path = write_json(report, output_dir / cfg.report.filename, REPORT_SCHEMA)
+            log.info("report: %s", path)
+        except Exception as exc:  # a parity bug: say so loudly, keep the evidence, let a sweep go on
+            bad = output_dir / f"{cfg.report.filename}.invalid"
+            bad.write_text(json.dumps(report, indent=2, default=str))
+            report["error"] = f"internal error: the report failed its schema ({one_line(exc)}); kept at {bad}"
+            report["verdict"], report["exit_code"] = "ERROR", 2
+            log.error(report["error"])
+    if cfg.report.print_table:
+        try:
+            print(job_table(report, cfg.report.table_format), flush=True)
+        except Exception as exc:
+            log.error("could not print the table: %s", one_line(exc))
+            print(f"{report['verdict']}  (table unavailable: {one_line(exc)})", flush=True)
 
 
 # -- modes ------------------------------------------------------------------------------------------
@@ -85,6 +104,8 @@ def _make_golden(cfg: Any, store: GoldenStore, report: dict[str, Any]) -> None:
     from parity.models import build_model, deterministic, run_torch, weights_sha256
 
     model_name, input_set = cfg.model.name, cfg.inputs.name
+    report["exporter"] = None  # the golden's reference is eager torch: no exporter or backend runs
+    report["backend"].update(name="torch_cpu (reference)", accepts="torch", available=True)
     store.check_writable(model_name, input_set, cfg.golden.overwrite)
     log.info("building model %s (seed %s)", model_name, cfg.model.seed)
     module = build_model(cfg.model)
@@ -94,6 +115,7 @@ def _make_golden(cfg: Any, store: GoldenStore, report: dict[str, Any]) -> None:
     log.info("running the torch reference on %d samples", cfg.inputs.num_samples)
     with deterministic():
         outputs = run_torch(module, feeds, _input_names(cfg), _output_names(cfg))
+    _check_reference_outputs(cfg, outputs, int(cfg.inputs.num_samples))
     manifest = {
         "num_samples": int(cfg.inputs.num_samples),
         "weights_sha256": weights,
@@ -131,7 +153,7 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
     module = build_model(cfg.model)
     weights = weights_sha256(module)
     report["model"]["weights_sha256"] = weights
-    regenerate = create_command(model_name, input_set, str(cfg.golden.root), overwrite=True)
+    regenerate = store.command(model_name, input_set, overwrite=True)
     if weights != golden.manifest.get("weights_sha256"):
         raise GoldenStaleError(
             f"golden is stale: weights changed (golden {str(golden.manifest.get('weights_sha256'))[:12]}…, "
@@ -144,14 +166,17 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
     if too_big:
         raise ConfigError(f"batch size(s) {too_big} exceed the golden's {golden.num_samples} samples")
     axes = {s.name: inputs_mod.batch_axis(s.shape) for s in cfg.model.inputs}
-    out_axes = {name: 0 for name in outs}
+    out_axes = {s.name: s.batch_axis for s in cfg.model.outputs}
 
     try:
         backend = instantiate(cfg.backend, _convert_="all")
     except Exception as exc:
         raise ConfigError(f"backend '{cfg.backend.get('name')}': {one_line(exc.__cause__ or exc)}") from exc
     report["backend"]["accepts"] = backend.accepts
-    reason = backend.availability()
+    try:
+        reason = backend.availability()
+    except Exception as exc:  # a half-installed runtime: it cannot run here, say why
+        reason = f"availability check failed: {one_line(exc)}"
     report["backend"]["available"] = reason is None
     report["backend"]["skip_reason"] = reason
     exporter = None
@@ -190,10 +215,11 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
             else:
                 key = None if exporter.dynamic_batch else b
                 if key not in artifacts:
-                    example = feeds if key is not None else inputs_mod.take(golden.inputs, axes, _example_batch(golden.num_samples, sizes))
+                    example = feeds if key is not None else _example(golden.inputs, axes, sizes)
+                    example = {n: example[n] for n in names}  # positional binding follows the declared order
                     subdir = output_dir / "artifacts" / (exporter.name if key is None else f"{exporter.name}-b{b}")
                     log.info("exporting with %s%s", exporter.name, "" if key is None else f" at batch {b}")
-                    artifact = exporter.export(module, example, axes, outs, subdir, b)
+                    artifact = exporter.export(module, example, axes, outs, subdir, b, output_axes=out_axes)
                     artifacts[key] = artifact
                     report["exports"].append(artifact.record.to_dict())
                     if artifact.record.ok:
@@ -252,6 +278,21 @@ def _error_check(check: str, batch: int, exc: BaseException) -> dict[str, Any]:
     return CheckResult(check, batch, Verdict.ERROR, one_line(exc)).to_dict()
 
 
+def _check_reference_outputs(cfg: Any, outputs: dict[str, np.ndarray], num_samples: int) -> None:
+    """A golden holds finite values, and every batched output has num_samples along its batch axis."""
+    for spec in cfg.model.outputs:
+        array = outputs[spec.name]
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array))) if array.dtype.kind in "fc" else 0
+        if bad:
+            raise ModelError(f"reference output '{spec.name}' has {bad} NaN/Inf value(s); a golden must be finite")
+        axis = spec.batch_axis
+        if axis is not None and (array.ndim <= axis or array.shape[axis] != num_samples):
+            raise ConfigError(
+                f"output '{spec.name}' has shape {list(array.shape)}: axis {axis} is not the batch of {num_samples}; "
+                f"set its batch_axis (null if it has none)"
+            )
+
+
 def _check_golden_matches(cfg: Any, golden_inputs: dict[str, np.ndarray], golden_outputs: dict[str, np.ndarray],
                           num_samples: int, regenerate: str) -> None:
     """The golden must hold exactly the inputs and outputs the model config declares now."""
@@ -269,9 +310,14 @@ def _check_golden_matches(cfg: Any, golden_inputs: dict[str, np.ndarray], golden
         )
 
 
-def _example_batch(num_samples: int, sizes: list[int]) -> int:
-    """Batch of the example used for a dynamic-batch export: >= 2 so the batch axis is not specialised."""
-    return min(num_samples, max(2, max(sizes)))
+def _example(golden_inputs: dict[str, np.ndarray], axes: dict[str, int], sizes: list[int]) -> dict[str, np.ndarray]:
+    """Example for a dynamic-batch export: at least 2 samples (repeated if the golden has 1), so the
+    exporter does not specialise the batch axis to a constant."""
+    available = next(iter(golden_inputs.values())).shape[next(iter(axes.values()))] if golden_inputs else 1
+    count = max(2, min(available, max(sizes)))
+    if available >= count:
+        return inputs_mod.take(golden_inputs, axes, count)
+    return inputs_mod.repeat_to(golden_inputs, axes, count)
 
 
 def _input_names(cfg: Any) -> list[str]:

@@ -24,6 +24,15 @@ SEARCHPATH = f"hydra.searchpath=[file://{USER_CONF}]"
 register_configs()
 
 
+def cuda_reason() -> str | None:
+    """None where torch sees a CUDA device, else why GPU tests skip."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"no CUDA device visible to torch {torch.__version__}"
+    return None
+
+
 def compose_cfg(overrides: list[str] | None = None) -> DictConfig:
     """The real composed config, as `python -m parity <overrides>` would see it."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -50,10 +59,12 @@ def run_parity(tmp_path: Path):
 def cli(tmp_path: Path):
     """Run the real `python -m parity` in a subprocess, outputs under tmp_path."""
 
-    def _cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def _cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+             default_dirs: bool = False) -> subprocess.CompletedProcess:
+        """default_dirs: keep Hydra's configured run/sweep dirs (relative to cwd) instead of tmp_path ones."""
         full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         full_env.pop("HYDRA_FULL_ERROR", None)
-        has_dir = any(a.startswith(("hydra.run.dir", "hydra.sweep.dir")) for a in args)
+        has_dir = default_dirs or any(a.startswith(("hydra.run.dir", "hydra.sweep.dir")) for a in args)
         extra = [] if has_dir else [f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
         return subprocess.run(
             [sys.executable, "-m", "parity", *args, *extra],

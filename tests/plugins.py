@@ -41,11 +41,11 @@ class PerturbingExporter(TorchScriptExporter):
         self.initializer = initializer
 
     def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
-                     output_names: list[str], path: Path) -> None:
+                     output_names: list[str], path: Path, output_axes: Mapping[str, int | None]) -> None:
         import onnx
         from onnx import numpy_helper
 
-        super()._export_impl(model, example, input_axes, output_names, path)
+        super()._export_impl(model, example, input_axes, output_names, path, output_axes)
         proto = onnx.load(str(path))
         for init in proto.graph.initializer:
             if self.initializer in (None, init.name):
@@ -68,3 +68,37 @@ class NaNBackend(OrtBackend):
         poisoned.flat[0] = np.nan
         outputs[first] = poisoned
         return outputs
+
+
+class WithScale(nn.Module):
+    """Logits plus an output with no batch axis (a learned temperature)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.temperature = nn.Parameter(torch.tensor(1.5))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fc(x) / self.temperature, self.temperature * 1.0
+
+
+def with_scale() -> nn.Module:
+    return WithScale()
+
+
+class NaNModel(nn.Module):
+    """Produces NaN: log of a negative number."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(x - 10.0)
+
+
+def nan_model() -> nn.Module:
+    return NaNModel()
+
+
+class BrokenAvailabilityBackend(OrtBackend):
+    """A runtime whose availability probe itself crashes (a half-installed library)."""
+
+    def availability(self) -> str | None:
+        raise ImportError("libonnxruntime_providers_shared.so: cannot open shared object file")

@@ -32,11 +32,26 @@ def test_bad_config_exits_2_with_one_line(cli, override: str, needle: str) -> No
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
-def test_missing_required_value_exits_2(cli) -> None:
-    proc = cli("model=mlp", "model.name=???")
+@pytest.mark.parametrize("default_dirs", [True, False])
+def test_missing_required_value_exits_2_with_one_line(cli, tmp_path: Path, default_dirs: bool) -> None:
+    # with Hydra's default run dir, which interpolates ${model.name}, and with an explicit one
+    proc = cli("model=mlp", "model.name=???", cwd=tmp_path, default_dirs=default_dirs)
     assert proc.returncode == 2
-    assert "[parity] configuration error: missing mandatory value(s): model.name" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("parity: configuration error:"), proc.stderr
+    assert "model.name" in lines[0] and proc.stdout == ""
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("tolerance.atol=-1", "tolerance.atol must be >= 0"),
+    ("+tolerance.per_output.logits.check=maxx", "tolerance.per_output.logits"),
+    ("inputs.batch_sizes=[9]", "exceeds the 4 samples"),
+])
+def test_job_level_config_errors_are_one_line_too(cli, override: str, needle: str) -> None:
+    proc = cli("model=mlp", override)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("parity: configuration error:") and needle in lines[0], proc.stderr
 
 
 def test_planted_fault_exits_1(cli) -> None:
@@ -51,10 +66,12 @@ def test_missing_golden_exits_2_naming_the_create_command(cli, tmp_path: Path) -
     assert "create it with: python -m parity mode=golden model=mlp" in proc.stdout + proc.stderr
 
 
-def test_help_and_cfg_job_import_no_framework() -> None:
+@pytest.mark.parametrize("flag", ["--cfg", "--help"])
+def test_help_and_cfg_job_import_no_framework(flag: str) -> None:
+    argv = ["parity", "--cfg", "job"] if flag == "--cfg" else ["parity", "--help"]
     code = (
         "import sys\n"
-        "sys.argv = ['parity', '--cfg', 'job']\n"
+        f"sys.argv = {argv!r}\n"
         "from parity.__main__ import main\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         "heavy = sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'onnxscript') if m in sys.modules)\n"
@@ -70,8 +87,11 @@ def test_help_lists_groups_options_and_the_composed_config(cli) -> None:
     proc = cli("--help")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert "model: mlp, resnet18" in lines and "backend: ort_cpu, torch_cpu" in lines
-    assert "exporter: dynamo, jit_trace, torchscript" in lines
+    groups = {line.split(": ")[0]: line.split(": ")[1].split(", ") for line in lines if line.startswith(
+        ("model: ", "backend: ", "exporter: ", "tolerance: ", "inputs: "))}
+    assert {"centerpoint", "dcnv2", "mlp", "resnet18"} <= set(groups["model"])
+    assert {"ort_cpu", "torch_cpu"} <= set(groups["backend"])
+    assert groups["exporter"] == ["dynamo", "jit_trace", "torchscript"] and "default" in groups["tolerance"]
     assert "base_" not in proc.stdout.split("== Config (")[0]  # schemas are not options
     assert "  name: resnet18" in lines and "Exit codes:" in proc.stdout
 
@@ -79,7 +99,8 @@ def test_help_lists_groups_options_and_the_composed_config(cli) -> None:
 def test_help_follows_overrides_and_user_search_path(cli) -> None:
     proc = cli(SEARCHPATH, "model=tiny_conv", "--help")
     assert proc.returncode == 0, proc.stderr
-    assert "model: mlp, resnet18, tiny_conv" in proc.stdout.splitlines() and "  name: tiny_conv" in proc.stdout
+    model_line = next(line for line in proc.stdout.splitlines() if line.startswith("model: "))
+    assert "tiny_conv" in model_line.split(": ")[1].split(", ") and "  name: tiny_conv" in proc.stdout
     bad = cli("model=nope", "--help")
     assert bad.returncode == 2 and "Could not find 'model/nope'" in bad.stderr
 
@@ -110,3 +131,15 @@ def test_multirun_all_pass_exits_0(cli, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     document = json.loads((tmp_path / "s" / "sweep_report.json").read_text())
     assert [j["verdict"] for j in document["jobs"]] == ["PASS", "PASS"]
+
+
+def test_multirun_without_report_files_and_with_a_config_error_in_one_job(cli, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", "model=mlp", "backend=torch_cpu", "tolerance.atol=0.001,-1", "report.json=false",
+               f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert not list(sweep.glob("*/report.json"))
+    verdicts = [line.split()[-2] for line in proc.stdout.splitlines() if line.startswith("|") and "mlp" in line]
+    assert "PASS" in verdicts and "ERROR" in verdicts
+    assert proc.stdout.strip().splitlines()[-1].startswith("ERROR  sweep of 2")
+    assert "tolerance.atol must be >= 0" in proc.stdout + proc.stderr

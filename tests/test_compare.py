@@ -115,3 +115,11 @@ def test_per_output_override_from_config() -> None:
     cfg = compose_cfg(["model=mlp", "+tolerance.per_output.logits.atol=0.5", "+tolerance.per_output.logits.check=max"])
     tol = tolerance_for(cfg.tolerance, "logits")
     assert tol.atol == 0.5 and tol.check is Check.max and tol.rtol == cfg.tolerance.rtol
+
+
+def test_nan_in_the_golden_never_passes() -> None:
+    ref = np.array([np.nan, 1.0], np.float32)
+    result = compare_output("y", ref, np.array([5.0, 1.0], np.float32), Tolerance(atol=1e9, rtol=1e9, check=Check.max))
+    assert result.verdict is Verdict.FAIL and "in the golden" in result.message
+    elementwise = compare_output("y", ref, np.array([5.0, 1.0], np.float32), TOL)
+    assert elementwise.verdict is Verdict.FAIL and elementwise.metrics["pct_outside"] == 50.0

@@ -70,6 +70,34 @@ def test_interrupted_write_leaves_previous_golden_intact(tmp_path: Path, monkeyp
     store.load("m", "default")
 
 
+def test_failed_swap_restores_the_previous_golden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _store(tmp_path)
+    before = tree_bytes(store.root)
+    real = golden_mod.os.replace
+    calls = {"n": 0}
+
+    def second_rename_fails(src, dst):  # old -> backup succeeds, staging -> final fails
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full")
+        return real(src, dst)
+
+    monkeypatch.setattr(golden_mod.os, "replace", second_rename_fails)
+    with pytest.raises(OSError, match="disk full"):
+        store.write("m", "default", {"x": INPUTS["x"] * 0}, OUTPUTS, MANIFEST, overwrite=True)
+    monkeypatch.setattr(golden_mod.os, "replace", real)
+    assert tree_bytes(store.root) == before
+
+
+def test_golden_left_aside_by_a_killed_swap_is_recovered(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    final = store.path("m", "default")
+    final.rename(final.parent / ".default.old-abc123")  # the state a kill between the two renames leaves
+    golden = store.load("m", "default")
+    np.testing.assert_array_equal(golden.inputs["x"], INPUTS["x"])
+    assert sorted(p.name for p in final.parent.iterdir()) == ["default"]
+
+
 def test_readonly_roots_forbid_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(golden_mod.READONLY_ENV, str(tmp_path / "protected"))
     with pytest.raises(GoldenExistsError, match="disabled"):

@@ -185,3 +185,54 @@ def test_report_json_on_disk_matches(run_parity, tmp_path: Path) -> None:
     on_disk = json.loads((tmp_path / "run" / "report.json").read_text())
     assert on_disk == report
     assert on_disk["config"]["model"]["name"] == "mlp" and on_disk["environment"]["numpy"] == np.__version__
+
+
+def test_regenerate_command_keeps_the_job_overrides(run_parity) -> None:
+    report, code = run_parity(["model=mlp", "model.seed=7", "exporter=jit_trace"])
+    assert code == 2
+    assert report["error"].endswith("regenerate with: python -m parity mode=golden model=mlp model.seed=7 "
+                                    "exporter=jit_trace golden.overwrite=true")
+
+
+def test_missing_golden_command_keeps_the_user_search_path(run_parity, tmp_path: Path) -> None:
+    report, _ = run_parity([SEARCHPATH, "model=tiny_conv"], golden_root=tmp_path / "none")
+    assert f"create it with: python -m parity mode=golden '{SEARCHPATH}' model=tiny_conv" in report["error"]
+
+
+def test_golden_with_nan_is_refused(run_parity, tmp_path: Path) -> None:
+    report, code = run_parity([SEARCHPATH, "mode=golden", "model=nan_model"], golden_root=tmp_path / "g")
+    assert code == 2 and "NaN/Inf" in report["error"] and not (tmp_path / "g" / "nan_model").exists()
+
+
+def test_unbatched_output_is_not_sliced(run_parity, tmp_path: Path) -> None:
+    root = tmp_path / "g"
+    assert run_parity([SEARCHPATH, "mode=golden", "model=with_scale"], golden_root=root)[1] == 0
+    for exporter in ("dynamo", "torchscript"):
+        report, code = run_parity([SEARCHPATH, "model=with_scale", f"exporter={exporter}", "inputs.batch_sizes=[1,3]"],
+                                  golden_root=root)
+        assert code == 0, (exporter, report)
+        temps = [o for c in report["checks"] for o in c["outputs"] if o["name"] == "temperature"]
+        assert [o["reference_shape"] for o in temps] == [[]] * 4
+
+
+def test_single_sample_golden_still_exports_a_dynamic_batch(run_parity, tmp_path: Path) -> None:
+    root = tmp_path / "g"
+    assert run_parity(["mode=golden", "model=mlp", "inputs.num_samples=1"], golden_root=root)[1] == 0
+    report, code = run_parity(["model=mlp", "inputs.num_samples=1", "exporter=dynamo"], golden_root=root)
+    assert code == 0, report
+
+
+def test_batch_size_beyond_the_golden_samples(run_parity) -> None:
+    report, code = run_parity(["model=mlp", "inputs.num_samples=8", "inputs.batch_sizes=[8]"])
+    assert code == 2 and "exceed the golden's 4 samples" in report["error"]
+
+
+def test_crashing_availability_check_is_a_skip_with_the_reason(run_parity) -> None:
+    report, code = run_parity(["model=mlp", "backend._target_=tests.plugins.BrokenAvailabilityBackend"])
+    assert code == 0 and report["checks"][1]["verdict"] == "SKIP"
+    assert "availability check failed: ImportError: libonnxruntime_providers_shared" in report["checks"][1]["message"]
+
+
+def test_golden_mode_report_names_no_exporter(run_parity, tmp_path: Path) -> None:
+    report, _ = run_parity(["mode=golden", "model=mlp"], golden_root=tmp_path / "g")
+    assert report["exporter"] is None and report["backend"]["name"] == "torch_cpu (reference)"

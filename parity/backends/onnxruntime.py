@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,8 @@ import numpy as np
 from parity.artifact import Artifact
 from parity.backends.base import Backend
 from parity.errors import ConfigError, ProviderFallbackError
+
+log = logging.getLogger("parity")
 
 _OPT_LEVELS = {
     "disable_all": "ORT_DISABLE_ALL",
@@ -95,6 +98,7 @@ class OrtBackend(Backend):
                 f"{', '.join(active)} instead (a silent fallback, not a valid result)"
             )
         self._graph_outputs = [o.name for o in self._session.get_outputs()]
+        self._positional = False
         self._graph_inputs = [i.name for i in self._session.get_inputs()]
 
     def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -106,7 +110,11 @@ class OrtBackend(Backend):
             raise ValueError(f"the ONNX graph needs inputs {missing} that the model config does not declare")
         if all(name in self._graph_outputs for name in declared):
             values = self._session.run(declared, run_feeds)
-        elif len(self._graph_outputs) == len(declared):  # names lost in export: match by position
+        elif len(self._graph_outputs) == len(declared):  # names lost in export: match by position, and say so
+            if not self._positional:
+                log.warning("ONNX outputs %s do not carry the declared names %s: matched by position",
+                            self._graph_outputs, declared)
+            self._positional = True
             values = self._session.run(self._graph_outputs, run_feeds)
         else:
             raise ValueError(f"the ONNX graph's outputs {self._graph_outputs} do not match the declared {declared}")
@@ -131,4 +139,5 @@ class OrtBackend(Backend):
         if self._session is not None:
             info["providers_active"] = self._session.get_providers()
             info["provider_options"] = self._session.get_provider_options()
+            info["graph_outputs"] = list(self._graph_outputs)
         return info

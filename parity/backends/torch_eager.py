@@ -34,7 +34,11 @@ class TorchBackend(Backend):
         return None
 
     def _load_impl(self, artifact: Artifact) -> None:
-        self._module = artifact.module.to(self.device)
+        import copy
+
+        # the artifact's module is also the live reference (on CPU): never move it, move a copy
+        module = artifact.module
+        self._module = module if self.device == "cpu" else copy.deepcopy(module).to(self.device)
 
     def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         from parity.models import deterministic, run_torch

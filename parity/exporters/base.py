@@ -63,8 +63,13 @@ class Exporter(ABC):
         input_axes: Mapping[str, int],
         output_names: list[str],
         path: Path,
+        output_axes: Mapping[str, int | None],
     ) -> None:
-        """Write the ONNX model to `path` (external data may go beside it)."""
+        """Write the ONNX model to `path` (external data may go beside it).
+
+        `example` is in declared input order; `input_axes` / `output_axes` give each batch axis
+        (an output's may be None: not batched).
+        """
 
     @abstractmethod
     def versions(self) -> dict[str, str]:
@@ -78,8 +83,10 @@ class Exporter(ABC):
         output_names: list[str],
         out_dir: Path,
         batch_size: int | None,
+        output_axes: Mapping[str, int | None] | None = None,
     ) -> Artifact:
         """Export into `out_dir`; records hash, size, time, warnings. Never raises for exporter faults."""
+        axes_out = dict(output_axes) if output_axes is not None else {name: 0 for name in output_names}
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "model.onnx"
         captured: list[str] = []
@@ -89,7 +96,7 @@ class Exporter(ABC):
             with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(sys.stderr):
                 warnings.simplefilter("always")
                 try:
-                    self._export_impl(model, example, input_axes, output_names, path)
+                    self._export_impl(model, example, input_axes, output_names, path, axes_out)
                 finally:
                     for w in caught:
                         text = f"{w.category.__name__}: {str(w.message).strip().splitlines()[0] if str(w.message).strip() else ''}"

@@ -60,15 +60,16 @@ class _TorchExporter(Exporter):
 
         return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in example.values())
 
-    def _legacy_dynamic_axes(self, input_axes: Mapping[str, int], output_names: list[str]) -> dict[str, dict[int, str]]:
+    def _legacy_dynamic_axes(self, input_axes: Mapping[str, int],
+                             output_axes: Mapping[str, int | None]) -> dict[str, dict[int, str]]:
         if not self.dynamic_batch:
             return {}
         axes = {name: {axis: "batch"} for name, axis in input_axes.items()}
-        axes.update({name: {0: "batch"} for name in output_names})
+        axes.update({name: {axis: "batch"} for name, axis in output_axes.items() if axis is not None})
         return axes
 
     def _legacy_export(self, model: Any, args: tuple[Any, ...], names: list[str], input_axes: Mapping[str, int],
-                       output_names: list[str], path: Path) -> None:
+                       output_names: list[str], path: Path, output_axes: Mapping[str, int | None]) -> None:
         import torch
 
         torch.onnx.export(
@@ -80,7 +81,7 @@ class _TorchExporter(Exporter):
             output_names=output_names,
             opset_version=self.opset,
             do_constant_folding=self.constant_folding,
-            dynamic_axes=self._legacy_dynamic_axes(input_axes, output_names) or None,
+            dynamic_axes=self._legacy_dynamic_axes(input_axes, output_axes) or None,
         )
 
 
@@ -95,7 +96,8 @@ class DynamoExporter(_TorchExporter):
         return {**super().options(), "effective_optimize": self.optimize and self.constant_folding}
 
     def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
-                     output_names: list[str], path: Path) -> None:
+                     output_names: list[str], path: Path,
+                     output_axes: Mapping[str, int | None]) -> None:
         import torch
 
         # torch logs one warning per torchvision op it cannot register when torchvision is absent: noise here
@@ -124,19 +126,21 @@ class TorchScriptExporter(_TorchExporter):
     """The legacy TorchScript-based exporter (`dynamo=False`), scripting through tracing internally."""
 
     def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
-                     output_names: list[str], path: Path) -> None:
+                     output_names: list[str], path: Path,
+                     output_axes: Mapping[str, int | None]) -> None:
         self._legacy_export(_ordered(model, output_names), self._args(example), list(example), input_axes,
-                            output_names, path)
+                            output_names, path, output_axes)
 
 
 class JitTraceExporter(_TorchExporter):
     """`torch.jit.trace` first, then the legacy exporter on the traced ScriptModule (seed 001's fix)."""
 
     def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
-                     output_names: list[str], path: Path) -> None:
+                     output_names: list[str], path: Path,
+                     output_axes: Mapping[str, int | None]) -> None:
         import torch
 
         args = self._args(example)
         with torch.no_grad():
             traced = torch.jit.trace(_ordered(model, output_names), args, check_trace=False)
-        self._legacy_export(traced, args, list(example), input_axes, output_names, path)
+        self._legacy_export(traced, args, list(example), input_axes, output_names, path, output_axes)

@@ -84,5 +84,8 @@ def outputs_to_dict(result: Any, output_names: Sequence[str]) -> dict[str, np.nd
         raise ModelError(f"model returned {type(result).__name__}; expected a tensor, tuple, list or dict")
     if len(values) != len(output_names):
         raise ModelError(f"model returned {len(values)} outputs, config declares {len(output_names)}: {list(output_names)}")
+    bad = [name for name, value in zip(output_names, values) if not isinstance(value, torch.Tensor)]
+    if bad:
+        raise ModelError(f"model outputs {bad} are not tensors")
     return {name: value.detach().cpu().numpy() for name, value in zip(output_names, values)}
 

@@ -30,11 +30,14 @@ class AggregateCallback(Callback):
             output_dir, num = hc.runtime.output_dir, hc.job.get("num")
         except ValueError:  # not inside a Hydra job
             return
-        error = None
+        error, report = None, None
         status = getattr(job_return, "status", None)
+        value = getattr(job_return, "_return_value", None)
         if status is not None and status.name == "FAILED":
-            error = f"job raised: {job_return._return_value!r}"
-        self.jobs.append({"output_dir": str(output_dir), "num": num,
+            error = f"job raised: {value!r}"
+        elif isinstance(value, dict):
+            report = value  # in memory: works with report.json=false, never a stale file
+        self.jobs.append({"output_dir": str(output_dir), "num": num, "report_data": report,
                           "overrides": list(getattr(job_return, "overrides", None) or []), "error": error})
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -68,15 +71,16 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> dic
     entries, rows = [], []
     for job in sorted(jobs, key=lambda j: (j["num"] is None, j["num"] or 0, j["output_dir"])):
         path = Path(job["output_dir"]) / filename
-        report = None
+        report = job.get("report_data")
         error = job["error"]
-        if path.is_file():
-            try:
-                report = json.loads(path.read_text())
-            except ValueError as exc:
-                error = f"unreadable report {path}: {exc}"
-        elif error is None:
-            error = f"job wrote no report at {path}"
+        if report is None and error is None:  # no in-memory result (another launcher): read it from disk
+            if path.is_file():
+                try:
+                    report = json.loads(path.read_text())
+                except ValueError as exc:
+                    error = f"unreadable report {path}: {exc}"
+            else:
+                error = f"job wrote no report at {path}"
         if report is None:
             entries.append({"num": job["num"], "output_dir": job["output_dir"], "overrides": job["overrides"],
                             "report": None, "verdict": "ERROR", "exit_code": 2, "error": error})
@@ -86,7 +90,8 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> dic
             continue
         num = job["num"] if job["num"] is not None else report["job"].get("num")
         entries.append({"num": num, "output_dir": job["output_dir"],
-                        "overrides": job["overrides"] or report["job"]["overrides"], "report": str(path),
+                        "overrides": job["overrides"] or report["job"]["overrides"],
+                        "report": str(path) if path.is_file() else None,
                         "verdict": report["verdict"], "exit_code": report["exit_code"], "error": report["error"]})
         rows.extend(flat_rows(report, num))
     verdict = overall(e["verdict"] for e in entries).value

@@ -1,0 +1,21 @@
+"""GPU paths: run where a CUDA device is present (nox -s tests_gpu), skipped with the reason elsewhere."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import cuda_reason
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(cuda_reason() is not None, reason=str(cuda_reason()))]
+
+
+def test_torch_cuda_matches_the_cpu_golden(run_parity) -> None:
+    report, code = run_parity(["model=mlp", "backend=torch_cuda"])
+    assert code == 0, report
+    runtime = report["backend"]["runtime"]
+    assert runtime["device"] == "cuda:0" and runtime["device_name"] and runtime["cuda"]
+
+
+def test_torch_cuda_leaves_the_cpu_reference_on_cpu(run_parity) -> None:
+    report, code = run_parity(["model=mlp", "backend=torch_cuda", "inputs.batch_sizes=[2,4]"])
+    assert code == 0 and [c["verdict"] for c in report["checks"]] == ["PASS"] * 4
