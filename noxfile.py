@@ -24,6 +24,12 @@ COMMON = [
     "jsonschema==4.26.0",
     "tabulate==0.10.0",
     "pytest==9.2.0",
+    # seed models: dcnv2 is deepctr-torch's DCNMix (it imports requests without declaring it)
+    "deepctr-torch==0.3.0",
+    "requests==2.34.2",
+    "scikit-learn==1.9.1",
+    "scipy==1.17.1",
+    "tqdm==4.70.1",
 ]
 CPU = ["torch==2.13.0", "onnxruntime==1.32.0", *COMMON]
 # Never onnxruntime and onnxruntime-gpu in one environment: the second overwrites the first.

@@ -86,7 +86,10 @@ def error_metrics(reference: np.ndarray, candidate: np.ndarray, atol: float, rto
     nonfinite = int(np.size(cand) - np.count_nonzero(np.isfinite(cand)))
     diff = np.where(finite, np.abs(cand - ref), 0.0)
     abs_ref = np.where(finite, np.abs(ref), 0.0)
-    rel = diff / np.maximum(abs_ref, np.finfo(np.float64).tiny)
+    # relative error over the elements whose golden value is non-zero (|d| / 0 says nothing and overflows sums)
+    nonzero = finite & (abs_ref > 0)
+    rel = diff[nonzero] / abs_ref[nonzero]
+    zero_ref_diff = bool(np.any(diff[finite & (abs_ref == 0)] > 0))
     count = max(int(np.count_nonzero(finite)), 1)
     outside = (diff > atol + rtol * abs_ref) | ~finite  # non-finite on either side never counts as close
     ref_f = np.where(finite, ref, 0.0).ravel()
@@ -104,9 +107,9 @@ def error_metrics(reference: np.ndarray, candidate: np.ndarray, atol: float, rto
         "max_abs": float(diff.max()) if diff.size else 0.0,
         "mean_abs": float(diff.sum() / count),
         "median_abs": float(np.median(diff[finite])) if finite.any() else 0.0,
-        "max_rel": float(rel.max()) if rel.size else 0.0,
-        "mean_rel": float(rel.sum() / count),
-        "median_rel": float(np.median(rel[finite])) if finite.any() else 0.0,
+        "max_rel": float(rel.max()) if rel.size else (float("inf") if zero_ref_diff else 0.0),
+        "mean_rel": float(rel.mean()) if rel.size else (float("inf") if zero_ref_diff else 0.0),
+        "median_rel": float(np.median(rel)) if rel.size else (float("inf") if zero_ref_diff else 0.0),
         "l2_diff": l2,
         "l2_rel": l2 / ref_norm if ref_norm > 0 else (0.0 if l2 == 0 else float("inf")),
         "cosine": cosine,

@@ -30,6 +30,13 @@ class Distribution(str, Enum):
     sparse = "sparse"  # normal(mean, std) at a `density` fraction of positions, zero elsewhere (BEV pillars)
 
 
+class Localize(str, Enum):
+    """ONNX-vs-ONNX localisation: `all` marks every intermediate tensor of the graph as an output."""
+
+    none = "none"
+    all = "all"
+
+
 class OutputKind(str, Enum):
     """What an output holds; logits and probabilities turn on the classification metrics."""
 
@@ -192,6 +199,17 @@ class ReportConfig:
     filename: str = "report.json"
     table_format: str = "github"
     print_table: bool = True
+    # keep each batch size's backend outputs as candidates_b<N>.npz: a sweep builds its pairwise matrix from them
+    save_outputs: bool = True
+
+
+@dataclass
+class ChecksConfig:
+    """Extra checks of a verify job."""
+
+    probes: bool = False  # compare the model's declared probe modules layer by layer (torch hooks vs ONNX outputs)
+    repeats: int = 1  # > 1: run the backend that many times on the same inputs and report run-to-run differences
+    localize_chunk: int = 256  # localize=all: intermediate tensors marked per run (bounds memory)
 
 
 @dataclass
@@ -204,6 +222,8 @@ class ParityConfig:
     tolerance: Any = MISSING
     inputs: Any = MISSING
     mode: Mode = Mode.verify
+    localize: Localize = Localize.none
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
     golden: GoldenConfig = field(default_factory=GoldenConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 
@@ -246,9 +266,10 @@ def validate(cfg: Any) -> None:
     outs = [o.name for o in model.outputs]
     if not outs or len(set(outs)) != len(outs):
         raise ConfigError(f"model.outputs must be non-empty with unique names: {outs}")
-    unknown = set(cfg.tolerance.per_output) - set(outs)
+    unknown = set(cfg.tolerance.per_output) - set(outs) - set(model.probes)
     if unknown:
-        raise ConfigError(f"tolerance.per_output names unknown outputs {sorted(unknown)} (model outputs: {outs})")
+        raise ConfigError(f"tolerance.per_output names unknown outputs {sorted(unknown)} "
+                          f"(model outputs: {outs}, probes: {list(model.probes)})")
     for name in list(cfg.tolerance.per_output):
         try:
             typed = OmegaConf.merge(OmegaConf.structured(OutputTolerance), cfg.tolerance.per_output[name])
@@ -263,6 +284,12 @@ def validate(cfg: Any) -> None:
         for key in ("atol", "rtol"):
             if override.get(key) is not None and override.get(key) < 0:
                 raise ConfigError(f"tolerance.per_output.{name}.{key} must be >= 0")
+    if cfg.checks.repeats < 1:
+        raise ConfigError(f"checks.repeats must be >= 1, got {cfg.checks.repeats}")
+    if cfg.checks.localize_chunk < 1:
+        raise ConfigError(f"checks.localize_chunk must be >= 1, got {cfg.checks.localize_chunk}")
+    if cfg.checks.probes and not cfg.model.probes:
+        raise ConfigError(f"checks.probes=true but model '{cfg.model.name}' declares no probes (model.probes)")
     n = cfg.inputs.num_samples
     if n < 1:
         raise ConfigError(f"inputs.num_samples must be >= 1, got {n}")

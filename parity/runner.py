@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 import parity
 from parity import config as config_mod
 from parity import inputs as inputs_mod
-from parity.errors import ConfigError, GoldenStaleError, ModelError, ParityError, one_line
+from parity.errors import ConfigError, ExportError, GoldenStaleError, ModelError, ParityError, one_line
 from parity.golden import GoldenStore
 from parity.report.schema import REPORT_SCHEMA, write_json
 from parity.report.table import job_table
@@ -64,6 +64,9 @@ def run_job(
         report["error"] = f"unexpected {one_line(exc)}"
         log.exception("unexpected error")
     verdicts = [c["verdict"] for c in report["checks"]]
+    for section in ("probes", "localization"):  # a requested diagnostic that could not run is an ERROR
+        if report.get(section) and report[section].get("error"):
+            verdicts.append(Verdict.ERROR)
     if report["error"]:
         verdicts.append(Verdict.ERROR)
     elif report["mode"] == "golden" and report["golden"]["written"]:
@@ -142,6 +145,7 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
 
     from parity.artifact import Artifact
     from parity.models import build_model, deterministic, run_torch, weights_sha256
+    from parity.probes import ProbedModule, probe_output_name
 
     model_name, input_set = cfg.model.name, cfg.inputs.name
     golden = store.load(model_name, input_set)
@@ -188,7 +192,28 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
     else:
         report["exporter"] = None if backend.accepts != "onnx" else report["exporter"]
 
+    def make_artifact(b: int, key: int | None, probed: bool = False) -> Artifact:
+        """The runnable model for batch size b: the live module, or an (optionally probed) ONNX export."""
+        probe_names = [probe_output_name(p) for p in cfg.model.probes] if probed else []
+        model = ProbedModule(module, cfg.model.probes) if probed else module
+        all_outs = outs + probe_names
+        if backend.accepts == "torch":
+            return Artifact(kind="torch", input_names=names, output_names=all_outs, module=model, input_axes=axes)
+        example = inputs_mod.take(golden.inputs, axes, b) if key is not None else _example(golden.inputs, axes, sizes)
+        example = {n: example[n] for n in names}  # positional binding follows the declared order
+        tag = f"{exporter.name}{'-probed' if probed else ''}{'' if key is None else f'-b{b}'}"
+        log.info("exporting with %s%s%s", exporter.name, " (with probes)" if probed else "",
+                 "" if key is None else f" at batch {b}")
+        artifact = exporter.export(model, example, axes, all_outs, output_dir / "artifacts" / tag, b,
+                                   output_axes={**out_axes, **{n: 0 for n in probe_names}})
+        report["exports"].append(artifact.record.to_dict())
+        if artifact.record.ok:
+            log.info("exported %s (sha256 %s…, %.1fs)", artifact.path, artifact.record.sha256[:12],
+                     artifact.record.seconds)
+        return artifact
+
     artifacts: dict[int | None, Artifact] = {}
+    candidates: dict[int, dict[str, np.ndarray]] = {}
     loaded_key: Any = "none"
     try:
         for b in sizes:
@@ -207,24 +232,9 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
             if reason is not None:
                 report["checks"].append(CheckResult("backend", b, Verdict.SKIP, reason).to_dict())
                 continue
-            if backend.accepts == "torch":
-                key: int | None = None
-                if key not in artifacts:
-                    artifacts[key] = Artifact(kind="torch", input_names=names, output_names=outs, module=module,
-                                              input_axes=axes)
-            else:
-                key = None if exporter.dynamic_batch else b
-                if key not in artifacts:
-                    example = feeds if key is not None else _example(golden.inputs, axes, sizes)
-                    example = {n: example[n] for n in names}  # positional binding follows the declared order
-                    subdir = output_dir / "artifacts" / (exporter.name if key is None else f"{exporter.name}-b{b}")
-                    log.info("exporting with %s%s", exporter.name, "" if key is None else f" at batch {b}")
-                    artifact = exporter.export(module, example, axes, outs, subdir, b, output_axes=out_axes)
-                    artifacts[key] = artifact
-                    report["exports"].append(artifact.record.to_dict())
-                    if artifact.record.ok:
-                        log.info("exported %s (sha256 %s…, %.1fs)", artifact.path, artifact.record.sha256[:12],
-                                 artifact.record.seconds)
+            key = None if backend.accepts == "torch" or exporter.dynamic_batch else b
+            if key not in artifacts:
+                artifacts[key] = make_artifact(b, key)
             artifact = artifacts[key]
             if artifact.kind == "onnx" and not artifact.record.ok:
                 report["checks"].append(
@@ -243,12 +253,121 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
                 report["checks"].append(
                     _compare_check(cfg, "backend", b, expected, candidate, time.perf_counter() - t0)
                 )
+                candidates[b] = candidate
+                if cfg.checks.repeats > 1:
+                    report["determinism"].append(_determinism(backend, feeds, candidate, b, cfg.checks.repeats))
             except ParityError as exc:
                 loaded_key = "none"
                 report["checks"].append(_error_check("backend", b, exc))
             log.info("b=%d backend %s: %s", b, backend.name, report["checks"][-1]["verdict"])
+        if cfg.report.save_outputs:
+            for b, candidate in candidates.items():
+                np.savez_compressed(output_dir / f"candidates_b{b}.npz", **candidate)
+        first = next(iter(candidates), None)
+        if cfg.checks.probes:
+            backend.close()
+            loaded_key = "none"
+            report["probes"] = _probes(cfg, module, backend, make_artifact, golden.inputs, axes, names, outs, first,
+                                       None if backend.accepts == "torch" or exporter.dynamic_batch else first,
+                                       candidates.get(first))
+        if str(getattr(cfg.localize, "value", cfg.localize)) == "all":
+            backend.close()
+            report["localization"] = _localization(cfg, backend, artifacts, golden.inputs, axes, first, output_dir,
+                                                   None if backend.accepts == "torch" or exporter.dynamic_batch
+                                                   else first)
     finally:
         backend.close()
+
+
+def _determinism(backend: Any, feeds: dict[str, np.ndarray], first: dict[str, np.ndarray], b: int,
+                 repeats: int) -> dict[str, Any]:
+    """Run the backend `repeats - 1` more times on the same inputs; bitwise identical, or the max difference."""
+    per_output = {name: 0.0 for name in first}
+    identical = True
+    for _ in range(repeats - 1):
+        again = backend.infer(feeds)
+        for name, value in first.items():
+            if not np.array_equal(value, again[name], equal_nan=True):
+                identical = False
+                diff = np.abs(value.astype(np.float64) - again[name].astype(np.float64))
+                per_output[name] = max(per_output[name], float(np.nanmax(diff)) if diff.size else 0.0)
+    log.info("b=%d determinism over %d runs: %s", b, repeats, "bitwise identical" if identical else
+             f"max run-to-run diff {max(per_output.values()):.3g}")
+    return {"batch_size": b, "repeats": repeats, "bitwise_identical": identical,
+            "max_abs_diff": max(per_output.values(), default=0.0), "per_output": per_output}
+
+
+def _probes(cfg: Any, module: Any, backend: Any, make_artifact: Any, golden_inputs: dict[str, np.ndarray],
+            axes: dict[str, int], names: list[str], outs: list[str], b: int | None, key: int | None,
+            main_candidate: dict[str, np.ndarray] | None) -> dict[str, Any]:
+    """Probe tensors from torch hooks (reference) vs the probed artifact on the backend, in forward order."""
+    from parity.compare import error_metrics, tolerance_for
+    from parity.probes import probe_output_name, run_with_probes
+
+    record: dict[str, Any] = {"batch_size": b, "probes": [], "first_exceeding": None, "side_effect_max_abs": None,
+                              "side_effect_ok": None, "error": None}
+    if b is None or main_candidate is None:
+        record["error"] = "no batch size ran on the backend, so there is nothing to localise"
+        return record
+    feeds = inputs_mod.take(golden_inputs, axes, b)
+    try:
+        reference = run_with_probes(module, feeds, names, cfg.model.probes)
+        artifact = make_artifact(b, key, probed=True)
+        if artifact.kind == "onnx" and not artifact.record.ok:
+            raise ExportError(f"probed export failed: {artifact.record.error}")
+        backend.load(artifact)
+        probed = backend.infer(feeds)
+    except ParityError as exc:
+        record["error"] = one_line(exc)
+        return record
+    finally:
+        backend.close()
+    # the probes must not change the main outputs (extra graph outputs can block fusions)
+    side = max((float(np.max(np.abs(probed[o].astype(np.float64) - main_candidate[o].astype(np.float64))))
+                for o in outs if probed[o].size), default=0.0)
+    tol_main = min(tolerance_for(cfg.tolerance, o).atol for o in outs)
+    record["side_effect_max_abs"] = side
+    record["side_effect_ok"] = side <= tol_main
+    previous = None
+    for path in cfg.model.probes:
+        ref, cand = reference[path], probed[probe_output_name(path)]
+        tol = tolerance_for(cfg.tolerance, path)  # probes may have per_output entries too
+        if ref.shape != cand.shape:
+            entry = {"name": path, "shape": list(ref.shape), "max_abs": None, "mean_abs": None, "l2_rel": None,
+                     "amplification": None, "within_tolerance": False,
+                     "message": f"shape {list(ref.shape)} vs {list(cand.shape)}"}
+        else:
+            m = error_metrics(ref, cand, tol.atol, tol.rtol)
+            amplification = (m["max_abs"] / previous) if previous else None
+            previous = m["max_abs"] or None
+            entry = {"name": path, "shape": list(ref.shape), "max_abs": m["max_abs"], "mean_abs": m["mean_abs"],
+                     "l2_rel": m["l2_rel"], "amplification": amplification,
+                     "within_tolerance": m["pct_outside"] == 0.0, "message": ""}
+        record["probes"].append(entry)
+        if not entry["within_tolerance"] and record["first_exceeding"] is None:
+            record["first_exceeding"] = path
+    log.info("probes: first exceeding tolerance: %s", record["first_exceeding"] or "none")
+    return record
+
+
+def _localization(cfg: Any, backend: Any, artifacts: dict[int | None, Any], golden_inputs: dict[str, np.ndarray],
+                  axes: dict[str, int], b: int | None, output_dir: Path, key: int | None) -> dict[str, Any]:
+    """localize=all against ORT CPU with graph optimisations off, on the first batch size that ran."""
+    from parity.backends.onnxruntime import OrtBackend
+    from parity.compare import tolerance_for
+    from parity.localize import localize
+
+    artifact = artifacts.get(key)
+    if backend.accepts != "onnx" or artifact is None or artifact.kind != "onnx" or not artifact.record.ok or b is None:
+        return {"error": "localize=all needs an ONNX backend whose export and first run succeeded", "first_divergent": None}
+    tol = tolerance_for(cfg.tolerance, "")  # the tolerance option's defaults
+    try:
+        return {**localize(artifact, inputs_mod.take(golden_inputs, axes, b),
+                           lambda: OrtBackend(name="ort_cpu_noopt", graph_optimization_level="disable_all"),
+                           backend, tol.atol, tol.rtol, int(cfg.checks.localize_chunk), output_dir / "localize"),
+                "batch_size": b, "error": None}
+    except ParityError as exc:
+        return {"error": one_line(exc), "first_divergent": None, "batch_size": b}
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -378,6 +497,9 @@ def _empty_report(cfg: Any, output_dir: Path, overrides: list[str], job_num: int
                    "weights_sha256": None, "written": False},
         "exports": [],
         "checks": [],
+        "determinism": [],
+        "probes": None,
+        "localization": None,
         "config": resolved,
         "environment": environment(),
         "seconds": 0.0,

@@ -95,11 +95,22 @@ class CenterPoint(nn.Module):
         return self.head(self.neck(self.backbone(bev)))
 
 
-def randomize_batchnorm(module: nn.Module) -> None:
-    """Seeded, non-trivial BN statistics and affine parameters, so BN folding and fusion really matter."""
+def init_weights(module: nn.Module) -> None:
+    """Variance-preserving conv init (Kaiming, fan-in, ReLU) and seeded, non-trivial BN statistics.
+
+    torch's default conv init shrinks activations layer after layer; through ~20 layers the heads would
+    be nearly constant and a golden would barely depend on its input. With this init the outputs vary
+    with the BEV input, and the random BN statistics make BN folding and fusion really matter.
+    """
     with torch.no_grad():
         for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                fan_in_axis = 1 if isinstance(m, nn.Conv2d) else 0
+                fan_in = m.weight.shape[fan_in_axis] * m.weight[0, 0].numel()
+                if isinstance(m, nn.ConvTranspose2d):  # each output sees in_channels * (k / stride)^2 inputs
+                    fan_in = m.weight.shape[0] * max(1, m.weight[0, 0].numel() // (m.stride[0] * m.stride[1]))
+                m.weight.normal_(0.0, (2.0 / fan_in) ** 0.5)
+            elif isinstance(m, nn.BatchNorm2d):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.normal_(0.0, 0.1)
                 m.running_mean.normal_(0.0, 0.1)
@@ -109,5 +120,5 @@ def randomize_batchnorm(module: nn.Module) -> None:
 def centerpoint(num_classes: int = 10, in_channels: int = 64, **kwargs: object) -> CenterPoint:
     """CenterPoint with seeded weights and BN statistics (call under torch.manual_seed)."""
     model = CenterPoint(in_channels=in_channels, num_classes=num_classes, **kwargs)  # type: ignore[arg-type]
-    randomize_batchnorm(model)
+    init_weights(model)
     return model

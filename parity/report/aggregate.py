@@ -50,8 +50,16 @@ class AggregateCallback(Callback):
             write_json(document, sweep_dir / SWEEP_REPORT, SWEEP_SCHEMA)
         from parity.report.table import sweep_table
 
+        from parity.report.table import pairwise_tables, pivot_table
+
+        fmt = config.report.table_format
         print(f"\n== sweep: {len(document['jobs'])} job(s) in {sweep_dir}")
-        print(sweep_table(document["rows"], config.report.table_format))
+        print(sweep_table(document["rows"], fmt))
+        if len(document["pivot"]["columns"]) > 1:
+            print("\n== exporter × backend (max abs vs golden, verdict)")
+            print(pivot_table(document["pivot"], fmt))
+        for text in pairwise_tables(document["pairwise"], fmt):
+            print(text)
         print(f"{document['verdict']}  sweep of {len(document['jobs'])} job(s); report: {sweep_dir / SWEEP_REPORT}",
               flush=True)
         from parity.__main__ import record_exit_code
@@ -68,7 +76,7 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> dic
     if not jobs:
         jobs = [{"output_dir": str(p.parent), "num": None, "overrides": [], "error": None}
                 for p in sorted(sweep_dir.glob(f"*/{filename}"))]
-    entries, rows = [], []
+    entries, rows, sources = [], [], []
     for job in sorted(jobs, key=lambda j: (j["num"] is None, j["num"] or 0, j["output_dir"])):
         path = Path(job["output_dir"]) / filename
         report = job.get("report_data")
@@ -94,6 +102,9 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> dic
                         "report": str(path) if path.is_file() else None,
                         "verdict": report["verdict"], "exit_code": report["exit_code"], "error": report["error"]})
         rows.extend(flat_rows(report, num))
+        sources.append({"output_dir": job["output_dir"], "model": report["model"]["name"],
+                        "exporter": report["exporter"], "backend": report["backend"]["name"],
+                        "golden": report["golden"]["path"], "config": report.get("config", {})})
     verdict = overall(e["verdict"] for e in entries).value
     return {
         "schema": "parity.sweep/v1",
@@ -104,4 +115,77 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> dic
         "exit_code": exit_code(verdict),
         "jobs": entries,
         "rows": rows,
+        "pivot": pivot(rows),
+        "pairwise": pairwise(sources),
     }
+
+
+def _label(source: dict[str, Any]) -> str:
+    return f"{source['exporter']}×{source['backend']}" if source["exporter"] else str(source["backend"])
+
+
+def pivot(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Seed 001's table: rows = model outputs x batch sizes, columns = exporter x backend, cells = max abs + verdict."""
+    columns: list[str] = []
+    table: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        if row["check"] != "backend":
+            continue
+        column = _label(row)
+        if column not in columns:
+            columns.append(column)
+        key = (row["model"], row["output"] or "—", row["batch_size"])
+        table.setdefault(key, {})[column] = {"max_abs": row["max_abs"], "verdict": row["verdict"]}
+    return {
+        "columns": columns,
+        "rows": [{"model": k[0], "output": k[1], "batch_size": k[2], "cells": cells} for k, cells in table.items()],
+    }
+
+
+def pairwise(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Seed 002's matrix: max / mean |a - b| between every pair of candidates and the golden, on the same inputs.
+
+    Reads each job's candidates_b<N>.npz (report.save_outputs) and the golden's outputs.npz; jobs are grouped
+    by model and batch size. Built only when a sweep ran several backends.
+    """
+    import itertools
+
+    import numpy as np
+
+    if len({source["backend"] for source in sources}) < 2:
+        return []
+    groups: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
+    for source in sources:
+        for path in sorted(Path(source["output_dir"]).glob("candidates_b*.npz")):
+            batch = int(path.stem.split("_b")[-1])
+            group = groups.setdefault((source["model"], batch), {})
+            with np.load(path, allow_pickle=False) as data:
+                group[_label(source)] = {k: np.array(data[k]) for k in data.files}
+            if "golden" not in group and source["golden"]:
+                group["golden"] = _golden_outputs(Path(source["golden"]), source["config"], batch)
+    matrices = []
+    for (model, batch), candidates in sorted(groups.items()):
+        labels = sorted(candidates, key=lambda label: label != "golden")  # the golden first, then sweep order
+        outputs = sorted(set.intersection(*(set(c) for c in candidates.values())))
+        for output in outputs:
+            pairs = []
+            for a, b in itertools.combinations(labels, 2):
+                x, y = candidates[a][output], candidates[b][output]
+                if x.shape != y.shape:
+                    pairs.append({"a": a, "b": b, "max_abs": None, "mean_abs": None})
+                    continue
+                d = np.abs(x.astype(np.float64) - y.astype(np.float64))
+                pairs.append({"a": a, "b": b, "max_abs": float(d.max()) if d.size else 0.0,
+                              "mean_abs": float(d.mean()) if d.size else 0.0})
+            matrices.append({"model": model, "batch_size": batch, "output": output, "labels": labels, "pairs": pairs})
+    return matrices
+
+
+def _golden_outputs(path: Path, config: dict[str, Any], batch: int) -> dict[str, Any]:
+    """The golden's first `batch` samples of every output (unbatched outputs whole)."""
+    import numpy as np
+
+    axes = {o["name"]: o.get("batch_axis", 0) for o in config.get("model", {}).get("outputs", [])}
+    with np.load(path / "outputs.npz", allow_pickle=False) as data:
+        return {k: np.array(data[k]) if axes.get(k, 0) is None else np.take(data[k], np.arange(batch), axis=axes.get(k, 0))
+                for k in data.files}

@@ -66,10 +66,48 @@ def job_table(report: dict[str, Any], fmt: str = "github") -> str:
     if body:
         lines.append(tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True))
     lines.extend(notes)
+    lines.extend(diagnostics_lines(report, fmt))
     if report["error"]:
         lines.append(f"error: {report['error']}")
     lines.append(summary_line(report))
     return "\n".join(lines)
+
+
+def diagnostics_lines(report: dict[str, Any], fmt: str = "github") -> list[str]:
+    """Determinism, layer probes and localisation, when they ran."""
+    lines = []
+    for det in report.get("determinism") or []:
+        state = "bitwise identical" if det["bitwise_identical"] else f"max run-to-run diff {_num(det['max_abs_diff'])}"
+        lines.append(f"determinism b={det['batch_size']}: {det['repeats']} runs, {state}")
+    probes = report.get("probes")
+    if probes:
+        if probes["error"]:
+            lines.append(f"probes: ERROR: {probes['error']}")
+        else:
+            body = [[p["name"], "×".join(map(str, p["shape"])), _num(p["max_abs"]), _num(p["mean_abs"]),
+                     _num(p["l2_rel"]), "—" if p["amplification"] is None else f"{p['amplification']:.3g}×",
+                     "yes" if p["within_tolerance"] else "NO"] for p in probes["probes"]]
+            lines.append(f"\nprobes (b={probes['batch_size']}, forward order, backend vs torch hooks):")
+            lines.append(tabulate(body, headers=["probe", "shape", "max abs", "mean abs", "L2 rel", "amplification",
+                                                 "within tol"], tablefmt=fmt, disable_numparse=True))
+            lines.append(f"first probe exceeding its tolerance: {probes['first_exceeding'] or 'none'}")
+            side = "unchanged" if probes["side_effect_ok"] else "CHANGED: probe results are unreliable"
+            lines.append(f"main outputs with probes attached: max abs {_num(probes['side_effect_max_abs'])} vs "
+                         f"without ({side})")
+    loc = report.get("localization")
+    if loc:
+        if loc["error"]:
+            lines.append(f"localize: ERROR: {loc['error']}")
+        else:
+            head = (f"localize (b={loc['batch_size']}): {loc['tensors_compared']} of {loc['tensors_total']} "
+                    f"intermediate tensors compared in {loc['chunks_run']} chunk(s), {loc['candidate']} vs "
+                    f"{loc['reference']}")
+            first = loc["first_divergent"]
+            tail = ("no divergent tensor" if first is None else
+                    f"first divergent node: {first['node']} ({first['op_type']}), tensor {first['tensor']}: "
+                    f"{first['reason']}, max abs {_num(first['max_abs'])}")
+            lines.append(f"{head}; {tail}")
+    return lines
 
 
 def summary_line(report: dict[str, Any]) -> str:
@@ -92,3 +130,32 @@ def sweep_table(rows: list[dict[str, Any]], fmt: str = "github") -> str:
              r["output"] or "—", _num(r["max_abs"]), _num(r["mean_abs"]), _num(r["cosine"], ".6f"),
              "—" if r["top1_agreement"] is None else f"{r['top1_agreement']:.0%}", r["verdict"]] for r in rows]
     return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
+
+
+def pivot_table(pivot: dict[str, Any], fmt: str = "github") -> str:
+    """Seed 001's table: rows = outputs x batch sizes, columns = exporter x backend, cells = max abs (verdict)."""
+    columns = pivot["columns"]
+    body = []
+    for row in pivot["rows"]:
+        cells = [row["cells"].get(c) for c in columns]
+        body.append([row["model"], row["output"], _num(row["batch_size"], "d"),
+                     *("—" if c is None else f"{_num(c['max_abs'])} {c['verdict']}" for c in cells)])
+    return tabulate(body, headers=["model", "output", "batch", *columns], tablefmt=fmt, disable_numparse=True)
+
+
+def pairwise_tables(matrices: list[dict[str, Any]], fmt: str = "github") -> list[str]:
+    """Seed 002's tables: one matrix per model / batch size / output, cells = max / mean |a - b|."""
+    texts = []
+    for m in matrices:
+        labels = m["labels"]
+        cell = {(p["a"], p["b"]): p for p in m["pairs"]}
+        body = []
+        for a in labels:
+            row = [a]
+            for b in labels:
+                p = cell.get((a, b)) or cell.get((b, a))
+                row.append("—" if a == b or p is None else f"{_num(p['max_abs'])} / {_num(p['mean_abs'])}")
+            body.append(row)
+        texts.append(f"\n== pairwise max / mean |a − b|: {m['model']} b={m['batch_size']} {m['output']}")
+        texts.append(tabulate(body, headers=["", *labels], tablefmt=fmt, disable_numparse=True))
+    return texts

@@ -1,0 +1,82 @@
+"""Layer probes: intermediate module outputs from torch hooks and as extra ONNX graph outputs (seed 003)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from parity.errors import ConfigError, ModelError
+
+PREFIX = "probe/"  # graph output names of probe tensors: probe/<module path>
+
+
+def probe_output_name(path: str) -> str:
+    return PREFIX + path
+
+
+def resolve(module: nn.Module, paths: Sequence[str]) -> dict[str, nn.Module]:
+    """The named submodules; an unknown path is a config error listing close names."""
+    named = dict(module.named_modules())
+    missing = [p for p in paths if p not in named]
+    if missing:
+        hint = [n for n in named if n and any(n.startswith(m.split(".")[0]) for m in missing)][:8]
+        raise ConfigError(f"model.probes {missing} are not modules of the model (e.g. {hint})")
+    return {p: named[p] for p in paths}
+
+
+def _first_tensor(value: Any) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (list, tuple)) and value and isinstance(value[-1], torch.Tensor):
+        return value[-1]  # a stage list (e.g. SECOND's outputs): its last element is this module's own output
+    raise ModelError(f"probe module returned {type(value).__name__}, not a tensor")
+
+
+@contextmanager
+def captured(module: nn.Module, paths: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Forward hooks on `paths` while inside the block; the dict fills as the model runs."""
+    store: dict[str, torch.Tensor] = {}
+    handles = []
+    for path, sub in resolve(module, paths).items():
+        handles.append(sub.register_forward_hook(lambda _m, _i, out, path=path: store.__setitem__(path, _first_tensor(out))))
+    try:
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def run_with_probes(module: nn.Module, feeds: Mapping[str, np.ndarray], input_names: Sequence[str],
+                    paths: Sequence[str]) -> dict[str, np.ndarray]:
+    """Eager forward; returns the probe tensors by path."""
+    args = tuple(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in input_names)
+    with captured(module, paths) as store, torch.inference_mode():
+        module(*args)
+    missing = [p for p in paths if p not in store]
+    if missing:
+        raise ModelError(f"probe modules {missing} did not run in the forward pass")
+    return {p: store[p].detach().cpu().numpy() for p in paths}
+
+
+class ProbedModule(nn.Module):
+    """Returns the model's outputs followed by its probe tensors, so an exporter makes them graph outputs."""
+
+    def __init__(self, model: nn.Module, paths: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.paths = list(paths)
+        self._targets = resolve(model, self.paths)
+
+    def forward(self, *args: torch.Tensor) -> Any:
+        with captured(self.model, self.paths) as store:
+            result = self.model(*args)
+        probes = tuple(store[p] for p in self.paths)
+        if isinstance(result, dict):
+            return {**result, **{probe_output_name(p): t for p, t in zip(self.paths, probes)}}
+        main = tuple(result) if isinstance(result, (list, tuple)) else (result,)
+        return (*main, *probes)

@@ -1,0 +1,121 @@
+"""The seed investigations as checks: CenterPoint, DCN-V2, batch sweeps, probes, localize=all, determinism."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+
+def _rows(report: dict) -> list[tuple[str, int, str]]:
+    return [(c["check"], c["batch_size"], c["verdict"]) for c in report["checks"]]
+
+
+def test_centerpoint_verifies_every_head(run_parity) -> None:
+    report, code = run_parity(["model=centerpoint", "exporter=torchscript"])
+    assert code == 0, report
+    outputs = [o["name"] for o in report["checks"][1]["outputs"]]
+    assert outputs == ["heatmap", "reg", "height", "dim", "rot", "vel"]
+    assert report["checks"][1]["outputs"][0]["reference_shape"] == [4, 10, 32, 32]
+
+
+def test_dcnv2_batch_sweep_breaks_at_batch_1_and_the_other_sizes_still_run(run_parity) -> None:
+    report, code = run_parity(["model=dcnv2", "inputs.batch_sizes=[1,2,4]"])
+    assert code == 2
+    assert _rows(report) == [("reference", 1, "ERROR"), ("backend", 1, "ERROR"), ("reference", 2, "PASS"),
+                             ("backend", 2, "PASS"), ("reference", 4, "PASS"), ("backend", 4, "PASS")]
+    # the underlying errors, from deepctr's squeeze() collapsing the batch axis, on both sides
+    assert "Tensors must have same number of dimensions" in report["checks"][0]["message"]
+    assert "Concat" in report["checks"][1]["message"] and "rank" in report["checks"][1]["message"]
+
+
+def test_dcnv2_heavy_config_builds_its_size() -> None:
+    from parity.models import build_model
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg(["model=dcnv2_heavy"])
+    module = build_model(cfg.model)
+    params = sum(p.numel() for p in module.parameters())
+    assert 35e6 < params < 50e6 and len(cfg.model.inputs) == 9
+
+
+def test_probes_name_the_stage_holding_a_planted_fault(run_parity) -> None:
+    report, code = run_parity([
+        "model=centerpoint", "exporter=torchscript", "checks.probes=true",
+        "exporter._target_=tests.plugins.PerturbingExporter", "+exporter.node_contains=blocks.1", "+exporter.delta=2.0",
+    ])
+    assert code == 1  # the main outputs fail too
+    probes = report["probes"]
+    assert probes["error"] is None and probes["first_exceeding"] == "backbone.blocks.1"
+    stages = {p["name"]: p for p in probes["probes"]}
+    assert [p["name"] for p in probes["probes"]] == ["backbone.blocks.0", "backbone.blocks.1", "backbone.blocks.2"]
+    assert stages["backbone.blocks.0"]["within_tolerance"] and not stages["backbone.blocks.1"]["within_tolerance"]
+    assert stages["backbone.blocks.1"]["amplification"] > 1000  # from ~1e-7 noise to a real error
+
+
+def test_probes_on_a_clean_export_do_not_change_the_main_outputs(run_parity) -> None:
+    report, code = run_parity(["model=centerpoint", "exporter=dynamo", "checks.probes=true"])
+    assert code == 0, report
+    probes = report["probes"]
+    assert probes["first_exceeding"] is None and probes["side_effect_ok"] is True
+    assert all(p["within_tolerance"] and p["max_abs"] < 1e-4 for p in probes["probes"])
+    assert probes["probes"][1]["amplification"] is not None and math.isfinite(probes["probes"][1]["amplification"])
+
+
+def test_probes_with_an_unknown_module_path_are_an_error(run_parity) -> None:
+    report, code = run_parity(["model=mlp", "checks.probes=true", "model.probes=[no.such.layer]"])
+    assert code == 2 and "no.such.layer" in report["probes"]["error"]
+
+
+def test_localize_all_names_the_perturbed_node(run_parity) -> None:
+    report, code = run_parity([
+        "model=centerpoint", "exporter=torchscript", "localize=all", "checks.localize_chunk=16",
+        "backend._target_=tests.plugins.PerturbingOrtBackend", "+backend.node_contains=blocks.1",
+    ])
+    loc = report["localization"]
+    perturbed = report["backend"]["runtime"]["perturbed_node"]
+    assert code == 1 and loc["error"] is None and perturbed
+    assert loc["first_divergent"]["node"] == perturbed and loc["first_divergent"]["op_type"] == "Conv"
+    assert loc["tensors_compared"] < loc["tensors_total"]  # it stopped at the first divergent chunk
+    assert loc["chunks_run"] == math.ceil((loc["first_divergent"]["node_index"] + 1) / 16) or loc["chunks_run"] >= 1
+
+
+def test_localize_all_on_a_clean_model_compares_every_tensor_in_chunks(run_parity) -> None:
+    report, code = run_parity(["model=mlp", "exporter=torchscript", "localize=all", "checks.localize_chunk=2"])
+    loc = report["localization"]
+    assert code == 0 and loc["first_divergent"] is None
+    assert loc["tensors_compared"] == loc["tensors_total"] > 2
+    assert loc["chunks_run"] == math.ceil(loc["tensors_total"] / 2)
+
+
+def test_localize_needs_an_onnx_backend(run_parity) -> None:
+    report, code = run_parity(["model=mlp", "backend=torch_cpu", "localize=all"])
+    assert code == 2 and "needs an ONNX backend" in report["localization"]["error"]
+
+
+def test_determinism_on_ort_cpu(run_parity) -> None:
+    report, code = run_parity(["model=mlp", "checks.repeats=4", "inputs.batch_sizes=[2,4]"])
+    assert code == 0
+    assert [(d["batch_size"], d["repeats"], d["bitwise_identical"]) for d in report["determinism"]] == [
+        (2, 4, True), (4, 4, True)]
+    assert report["determinism"][0]["max_abs_diff"] == 0.0
+
+
+def test_determinism_reports_run_to_run_differences(run_parity) -> None:
+    report, _ = run_parity(["model=mlp", "checks.repeats=3", "backend._target_=tests.plugins.NoisyBackend"])
+    det = report["determinism"][0]
+    assert det["bitwise_identical"] is False and 0 < det["max_abs_diff"] < 1e-4
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_dcnv2_exports(run_parity, exporter: str) -> None:
+    report, code = run_parity(["model=dcnv2", f"exporter={exporter}", "inputs.batch_sizes=[2,4]"])
+    assert code == 0, report
+
+
+def test_dcnv2_jit_trace_fails_on_mixed_embedding_dims(run_parity) -> None:
+    # jit.trace reads every attribute of the module; deepctr's `embedding_size` property raises when the
+    # sparse features' embedding dims differ (the light size uses 4, 6 and 8): an ERROR, not a crash
+    report, code = run_parity(["model=dcnv2", "exporter=jit_trace", "inputs.batch_sizes=[2]"])
+    assert code == 2 and report["exports"][0]["ok"] is False
+    assert "embedding_dim of SparseFeat and VarlenSparseFeat must be same" in report["checks"][1]["message"]
