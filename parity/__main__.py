@@ -57,6 +57,7 @@ def record_exit_code(code: int) -> None:
 
 def main() -> None:
     """Run Hydra; configuration errors become one line on stderr and exit code 2."""
+    sys.argv[0] = "python -m parity"  # argparse's usage line names the command the user typed
     user_full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # make Hydra raise, so the message can be reduced to one line
     try:

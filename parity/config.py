@@ -174,6 +174,21 @@ class ToleranceConfig:
 
 
 @dataclass
+class NumericsConfig:
+    """Numerics switches (seed 003). None leaves the framework's / backend's own setting in force."""
+
+    name: str = MISSING
+    tf32_matmul: Optional[bool] = None  # torch.backends.cuda.matmul.allow_tf32
+    tf32_cudnn: Optional[bool] = None  # torch.backends.cudnn.allow_tf32
+    cudnn_deterministic: Optional[bool] = None  # torch.backends.cudnn.deterministic
+    cudnn_benchmark: Optional[bool] = None  # torch.backends.cudnn.benchmark
+    ort_graph_optimization_level: Optional[str] = None  # overrides the ORT backends' level: disable_all | ... | all
+    export_constant_folding: Optional[bool] = None  # overrides the exporter's constant_folding
+    trt_tf32: Optional[bool] = None  # TensorRT builder TF32 flag (tensorrt backend)
+    openvino_precision: Optional[str] = None  # OpenVINO inference precision hint (f32 for strict)
+
+
+@dataclass
 class InputsConfig:
     """The input set stored with the golden: how many samples, which seed, which batch sizes."""
 
@@ -221,6 +236,7 @@ class ParityConfig:
     backend: Any = MISSING
     tolerance: Any = MISSING
     inputs: Any = MISSING
+    numerics: Any = MISSING
     mode: Mode = Mode.verify
     localize: Localize = Localize.none
     checks: ChecksConfig = field(default_factory=ChecksConfig)
@@ -241,6 +257,7 @@ def register_configs() -> None:
     cs.store(group="backend", name="base_ort_backend", node=OrtBackendConfig)
     cs.store(group="tolerance", name="base_tolerance", node=ToleranceConfig)
     cs.store(group="inputs", name="base_inputs", node=InputsConfig)
+    cs.store(group="numerics", name="base_numerics", node=NumericsConfig)
 
 
 _DTYPES = {"float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"}  # what npz can hold

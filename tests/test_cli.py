@@ -125,12 +125,26 @@ def test_multirun_aggregates_and_one_failing_job_does_not_stop_the_others(cli, t
         assert Path(job["report"]).is_file() and job["overrides"]
 
 
-def test_multirun_all_pass_exits_0(cli, tmp_path: Path) -> None:
-    proc = cli("-m", "model=mlp", "backend=ort_cpu,torch_cpu", "exporter=torchscript",
-               f"hydra.sweep.dir={tmp_path / 's'}")
+def test_multirun_exporter_backend_matrices(cli, tmp_path: Path) -> None:
+    proc = cli("-m", "model=mlp", "exporter=dynamo,torchscript", "backend=ort_cpu,torch_cpu",
+               "inputs.batch_sizes=[2,4]", f"hydra.sweep.dir={tmp_path / 's'}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     document = json.loads((tmp_path / "s" / "sweep_report.json").read_text())
-    assert [j["verdict"] for j in document["jobs"]] == ["PASS", "PASS"]
+    validate(document, SWEEP_SCHEMA)
+    assert [j["verdict"] for j in document["jobs"]] == ["PASS"] * 4
+    # seed 001's pivot: rows = output x batch, columns = exporter x backend
+    pivot = document["pivot"]
+    assert pivot["columns"] == ["dynamo×ort_cpu", "torch_cpu", "torchscript×ort_cpu"]
+    assert [(r["output"], r["batch_size"]) for r in pivot["rows"]] == [("logits", 2), ("logits", 4)]
+    assert all(c["verdict"] == "PASS" for r in pivot["rows"] for c in r["cells"].values())
+    # seed 002's pairwise matrix: every pair of backends and the golden, per batch size
+    matrices = {(m["batch_size"], m["output"]): m for m in document["pairwise"]}
+    m4 = matrices[(4, "logits")]
+    assert m4["labels"][0] == "golden" and set(m4["labels"]) == {"golden", *pivot["columns"]}
+    assert len(m4["pairs"]) == 6
+    golden_torch = next(p for p in m4["pairs"] if {p["a"], p["b"]} == {"golden", "torch_cpu"})
+    assert golden_torch["max_abs"] == 0.0  # eager torch on CPU reproduces its own golden exactly
+    assert "== exporter × backend" in proc.stdout and "== pairwise max / mean |a − b|: mlp b=4 logits" in proc.stdout
 
 
 def test_multirun_without_report_files_and_with_a_config_error_in_one_job(cli, tmp_path: Path) -> None:

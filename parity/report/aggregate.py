@@ -128,14 +128,17 @@ def pivot(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Seed 001's table: rows = model outputs x batch sizes, columns = exporter x backend, cells = max abs + verdict."""
     columns: list[str] = []
     table: dict[tuple[Any, ...], dict[str, Any]] = {}
+    known: dict[Any, list[str]] = {}  # outputs seen per model: an ERROR/SKIP cell (no outputs) fills each of them
     for row in rows:
-        if row["check"] != "backend":
-            continue
+        if row["check"] == "backend" and row["output"] and row["output"] not in known.setdefault(row["model"], []):
+            known[row["model"]].append(row["output"])
+    for row in sorted((r for r in rows if r["check"] == "backend"), key=lambda r: (r["batch_size"] or 0)):
         column = _label(row)
         if column not in columns:
             columns.append(column)
-        key = (row["model"], row["output"] or "—", row["batch_size"])
-        table.setdefault(key, {})[column] = {"max_abs": row["max_abs"], "verdict": row["verdict"]}
+        for output in [row["output"]] if row["output"] else known.get(row["model"]) or ["—"]:
+            key = (row["model"], output, row["batch_size"])
+            table.setdefault(key, {})[column] = {"max_abs": row["max_abs"], "verdict": row["verdict"]}
     return {
         "columns": columns,
         "rows": [{"model": k[0], "output": k[1], "batch_size": k[2], "cells": cells} for k, cells in table.items()],
