@@ -34,6 +34,8 @@ COMMON = [
 CPU = ["torch==2.13.0", "onnxruntime==1.32.0", *COMMON]
 # Never onnxruntime and onnxruntime-gpu in one environment: the second overwrites the first.
 GPU = ["torch==2.14.1", "onnxruntime-gpu==1.31.1", "polygraphy==0.53.6", *COMMON]
+if os.environ.get("PARITY_WITH_TENSORRT"):  # TensorRT wheels install only on GPU machines (not in this workplace)
+    GPU.append("tensorrt")
 
 
 def _install(session: nox.Session, pins: list[str]) -> None:
@@ -68,6 +70,17 @@ def tests_gpu(session: nox.Session) -> None:
     if reason:
         session.skip(reason)
     tests_impl(session, GPU)
+
+
+@nox.session(python=PYTHON)
+def parity_gpu(session: nox.Session) -> None:
+    """Seed 003 on a GPU: centerpoint over torch_cuda, ort_cuda, tensorrt x numerics default/strict vs the goldens."""
+    reason = _gpu_reason()
+    if reason:
+        session.skip(reason)
+    _install(session, GPU)
+    session.run("python", "-m", "parity", "-m", "model=centerpoint", "backend=torch_cuda,ort_cuda,tensorrt",
+                "numerics=default,strict", *session.posargs, env={"PARITY_READONLY_GOLDENS": str(ROOT / "golden")})
 
 
 @nox.session(python=PYTHON)

@@ -149,6 +149,18 @@ class OrtBackendConfig(BackendConfig):
 
 
 @dataclass
+class TensorRTBackendConfig(BackendConfig):
+    """TensorRT through Polygraphy."""
+
+    fp16: bool = False
+    tf32: bool = True
+    workspace_mib: int = 4096
+    engine_cache_dir: str = "~/.cache/parity/tensorrt"
+    use_cache: bool = True
+    device_id: int = 0
+
+
+@dataclass
 class OutputTolerance:
     """Per-output override; unset fields inherit the tolerance option's defaults."""
 
@@ -255,6 +267,7 @@ def register_configs() -> None:
     cs.store(group="backend", name="base_backend", node=BackendConfig)
     cs.store(group="backend", name="base_torch_backend", node=TorchBackendConfig)
     cs.store(group="backend", name="base_ort_backend", node=OrtBackendConfig)
+    cs.store(group="backend", name="base_tensorrt_backend", node=TensorRTBackendConfig)
     cs.store(group="tolerance", name="base_tolerance", node=ToleranceConfig)
     cs.store(group="inputs", name="base_inputs", node=InputsConfig)
     cs.store(group="numerics", name="base_numerics", node=NumericsConfig)

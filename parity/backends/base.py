@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -15,7 +15,7 @@ from parity.errors import BackendError, ParityError, one_line
 class Backend(ABC):
     """A runtime executing an Artifact.
 
-    Lifecycle: `availability()` (None, or the reason it cannot run here: a SKIP) ->
+    Lifecycle: `availability()` (None, or the reason it cannot run here: a SKIP) -> `plan(shapes, sizes)` ->
     `load(artifact)` -> `infer(feeds)` any number of times -> `close()`. `runtime_info()`
     records what really ran (device, providers, versions) and is valid after `load`.
     Subclasses override the `*_impl` methods; the public methods turn their failures into
@@ -27,12 +27,20 @@ class Backend(ABC):
     def __init__(self, name: str) -> None:
         self.name = name
         self._loaded: Artifact | None = None
+        self.input_shapes: dict[str, list[Any]] = {}
+        self.batch_sizes: list[int] = []
 
     # -- the contract ---------------------------------------------------------------------------
 
     def availability(self) -> str | None:
         """None when this backend can run here, else a one-line reason (the verdict becomes SKIP)."""
         return None
+
+    def plan(self, input_shapes: Mapping[str, Sequence[Any]], batch_sizes: Sequence[int]) -> None:
+        """Told before any load: each input's declared shape (`batch` on its batch axis) and the run's
+        batch sizes, for backends that build for a shape range (TensorRT's optimisation profiles)."""
+        self.input_shapes = {name: list(shape) for name, shape in input_shapes.items()}
+        self.batch_sizes = list(batch_sizes)
 
     def load(self, artifact: Artifact) -> None:
         if artifact.kind != self.accepts:

@@ -140,4 +140,10 @@ class OrtBackend(Backend):
             info["providers_active"] = self._session.get_providers()
             info["provider_options"] = self._session.get_provider_options()
             info["graph_outputs"] = list(self._graph_outputs)
+            gpu_providers = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+            if gpu_providers & set(info["providers_active"]):
+                from parity.backends.gpu import device_info
+
+                options = info["provider_options"].get("CUDAExecutionProvider", {})
+                info.update(device_info(int(options.get("device_id", 0) or 0)))
         return info

@@ -1,0 +1,194 @@
+"""TensorRT through Polygraphy: network from the ONNX file, builder flags, optimisation profiles, engine cache."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parity.artifact import Artifact
+from parity.backends.base import Backend
+from parity.backends.gpu import device_info, gpu_missing_reason
+from parity.config import BATCH
+
+log = logging.getLogger("parity")
+DEFAULT_CACHE = "~/.cache/parity/tensorrt"
+
+
+def derive_profile(input_shapes: Mapping[str, Sequence[Any]], batch_sizes: Sequence[int]
+                   ) -> dict[str, tuple[list[int], list[int], list[int]]]:
+    """One optimisation profile from the declared shapes (`batch` marks the dynamic axis) and the run's sizes.
+
+    min = the smallest batch size of the run, max = the largest, opt = the largest (the size deployments
+    tune for); every other dimension is the declared one.
+    """
+    if not batch_sizes:
+        raise ValueError("a TensorRT profile needs at least one batch size")
+    low, high = min(batch_sizes), max(batch_sizes)
+
+    def shape(declared: Sequence[Any], batch: int) -> list[int]:
+        return [batch if d == BATCH else int(d) for d in declared]
+
+    return {name: (shape(s, low), shape(s, high), shape(s, high)) for name, s in input_shapes.items()}
+
+
+def onnx_content_sha256(path: Path) -> str:
+    """SHA-256 over the .onnx file and every external-data file it references, in reference order."""
+    import onnx
+
+    digest = hashlib.sha256(path.read_bytes())
+    model = onnx.load(str(path), load_external_data=False)
+    locations = []
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location" and entry.value not in locations:
+                locations.append(entry.value)
+    for location in locations:
+        digest.update(location.encode())
+        digest.update((path.parent / location).read_bytes())
+    return digest.hexdigest()
+
+
+def engine_cache_key(onnx_sha256: str, settings: Mapping[str, Any]) -> str:
+    """The cache key of an engine: the ONNX content plus every build setting (flags, profile, versions, device)."""
+    payload = json.dumps({"onnx_sha256": onnx_sha256, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class TensorRTBackend(Backend):
+    """Builds (or loads from parity's own cache) a TensorRT engine for the ONNX artifact and runs it.
+
+    Engines are cached as <key>.engine beside <key>.json in `engine_cache_dir`; a cached engine is loaded
+    only when its sidecar names the same key and the engine file's SHA-256 matches the one recorded when
+    parity built it: engines are executable, so nothing else is ever deserialised.
+    """
+
+    def __init__(self, name: str, fp16: bool = False, tf32: bool = True, workspace_mib: int = 4096,
+                 engine_cache_dir: str = DEFAULT_CACHE, use_cache: bool = True, device_id: int = 0) -> None:
+        super().__init__(name)
+        self.fp16 = fp16
+        self.tf32 = tf32
+        self.workspace_mib = workspace_mib
+        self.cache_dir = Path(os.path.expanduser(engine_cache_dir))
+        self.use_cache = use_cache
+        self.device_id = device_id
+        self._runner: Any = None
+        self._engine_record: dict[str, Any] = {}
+
+    def availability(self) -> str | None:
+        if importlib.util.find_spec("tensorrt") is None:
+            return "tensorrt is not installed (the tensorrt wheels need an NVIDIA GPU machine: pip install tensorrt)"
+        if importlib.util.find_spec("polygraphy") is None:
+            return "polygraphy is not installed (pip install polygraphy)"
+        return gpu_missing_reason()
+
+    def settings(self, artifact: Artifact) -> dict[str, Any]:
+        """Everything that changes the engine, for the cache key and the report."""
+        import tensorrt as trt
+
+        profile = self._profile(artifact)
+        return {
+            "fp16": self.fp16,
+            "tf32": self.tf32,
+            "workspace_mib": self.workspace_mib,
+            "profile": {k: [list(x) for x in v] for k, v in profile.items()} if profile else None,
+            "tensorrt": trt.__version__,
+            "device": device_info(self.device_id).get("device_name"),
+        }
+
+    def _profile(self, artifact: Artifact) -> dict[str, tuple[list[int], list[int], list[int]]] | None:
+        """The profile for dynamic-batch artifacts; None when the ONNX inputs are static."""
+        import onnx
+
+        graph = onnx.load(str(artifact.path), load_external_data=False).graph
+        dynamic = any(d.dim_param or not d.HasField("dim_value") for i in graph.input
+                      for d in i.type.tensor_type.shape.dim)
+        if not dynamic or not self.input_shapes:
+            return None
+        return derive_profile(self.input_shapes, self.batch_sizes or [1])
+
+    def _load_impl(self, artifact: Artifact) -> None:
+        import tensorrt as trt
+        from polygraphy.backend.trt import (
+            CreateConfig,
+            EngineBytesFromNetwork,
+            EngineFromBytes,
+            NetworkFromOnnxPath,
+            Profile,
+            TrtRunner,
+        )
+
+        settings = self.settings(artifact)
+        key = engine_cache_key(onnx_content_sha256(artifact.path), settings)
+        engine_path, sidecar = self.cache_dir / f"{key}.engine", self.cache_dir / f"{key}.json"
+        serialized = self._cached(key, engine_path, sidecar) if self.use_cache else None
+        hit = serialized is not None
+        if serialized is None:
+            profiles = None
+            if settings["profile"]:
+                profile = Profile()
+                for name, (low, opt, high) in settings["profile"].items():
+                    profile.add(name, min=low, opt=opt, max=high)
+                profiles = [profile]
+            config = CreateConfig(fp16=self.fp16, tf32=self.tf32, profiles=profiles,
+                                  memory_pool_limits={trt.MemoryPoolType.WORKSPACE: self.workspace_mib << 20})
+            log.info("building a TensorRT engine (fp16=%s tf32=%s)", self.fp16, self.tf32)
+            serialized = bytes(EngineBytesFromNetwork(NetworkFromOnnxPath(str(artifact.path)), config=config)())
+            if self.use_cache:
+                self._store(key, settings, serialized, engine_path, sidecar)
+        engine = EngineFromBytes(serialized)()
+        self._runner = TrtRunner(engine, name=self.name)
+        self._runner.activate()
+        self._engine_record = {"cache_key": key, "cache_hit": hit, "settings": settings,
+                               "engine_sha256": hashlib.sha256(serialized).hexdigest()}
+
+    def _cached(self, key: str, engine_path: Path, sidecar: Path) -> bytes | None:
+        """The cached engine bytes, only if parity's sidecar vouches for exactly this file."""
+        if not (engine_path.is_file() and sidecar.is_file()):
+            return None
+        try:
+            meta = json.loads(sidecar.read_text())
+        except ValueError:
+            return None
+        data = engine_path.read_bytes()
+        if meta.get("key") != key or meta.get("engine_sha256") != hashlib.sha256(data).hexdigest():
+            log.warning("ignoring cached engine %s: it does not match parity's record", engine_path)
+            return None
+        return data
+
+    def _store(self, key: str, settings: dict[str, Any], data: bytes, engine_path: Path, sidecar: Path) -> None:
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = engine_path.with_suffix(".engine.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(engine_path)
+        sidecar.write_text(json.dumps({"key": key, "settings": settings,
+                                       "engine_sha256": hashlib.sha256(data).hexdigest()}, indent=2))
+
+    def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self._loaded is not None
+        outputs = self._runner.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
+        return {name: np.array(outputs[name], copy=True) for name in self._loaded.output_names}  # buffers are reused
+
+    def _close_impl(self) -> None:
+        if self._runner is not None:
+            self._runner.deactivate()
+            self._runner = None
+
+    def runtime_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"framework": "tensorrt", "device": f"cuda:{self.device_id}", "fp16": self.fp16,
+                                "tf32": self.tf32, **device_info(self.device_id)}
+        try:
+            import tensorrt as trt
+
+            info["tensorrt"] = trt.__version__
+        except ImportError:
+            pass
+        info.update(self._engine_record)
+        return info
