@@ -43,11 +43,10 @@ def _install(session: nox.Session, pins: list[str]) -> None:
     session.install("--no-deps", "-e", ".")
 
 
-def _gpu_reason() -> str | None:
-    """None when an NVIDIA GPU is visible, else why the GPU sessions skip."""
+def _require_gpu(session: nox.Session) -> None:
+    """Skip the session, saying why, unless an NVIDIA GPU is visible."""
     if shutil.which("nvidia-smi") is None and not Path("/dev/nvidia0").exists():
-        return "no NVIDIA GPU on this machine (no nvidia-smi, no /dev/nvidia0): GPU sessions skipped"
-    return None
+        session.skip("no NVIDIA GPU on this machine (no nvidia-smi, no /dev/nvidia0): GPU sessions skipped")
 
 
 def tests_impl(session: nox.Session, pins: list[str], *pytest_args: str) -> None:
@@ -66,18 +65,14 @@ def tests_cpu(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def tests_gpu(session: nox.Session) -> None:
     """The suite on the GPU profile (torch 2.14.1 CUDA, onnxruntime-gpu); skips without a GPU."""
-    reason = _gpu_reason()
-    if reason:
-        session.skip(reason)
+    _require_gpu(session)
     tests_impl(session, GPU)
 
 
 @nox.session(python=PYTHON)
 def parity_gpu(session: nox.Session) -> None:
     """Seed 003 on a GPU: centerpoint over torch_cuda, ort_cuda, tensorrt x numerics default/strict vs the goldens."""
-    reason = _gpu_reason()
-    if reason:
-        session.skip(reason)
+    _require_gpu(session)
     _install(session, GPU)
     session.run("python", "-m", "parity", "-m", "model=centerpoint", "backend=torch_cuda,ort_cuda,tensorrt",
                 "numerics=default,strict", *session.posargs, env={"PARITY_READONLY_GOLDENS": str(ROOT / "golden")})
