@@ -24,6 +24,7 @@ COMMON = [
     "jsonschema==4.26.0",
     "tabulate==0.10.0",
     "pytest==9.2.0",
+    "matplotlib==3.11.2",  # latency plots (mode=bench)
     # seed models: dcnv2 is deepctr-torch's DCNMix (it imports requests without declaring it)
     "deepctr-torch==0.3.0",
     "requests==2.34.2",

@@ -13,11 +13,10 @@ from parity.errors import ConfigError
 BATCH = "batch"  # the symbol that marks the batch axis in an input's shape
 
 
-class Mode(str, Enum):
-    """What one job does."""
-
-    verify = "verify"
-    golden = "golden"
+# What one job does. Functional API: "verify+bench" is a valid member name, so `mode=verify+bench` is
+# checked at compose time like the others.
+Mode = Enum("Mode", {"verify": "verify", "golden": "golden", "bench": "bench", "verify+bench": "verify+bench"},
+            type=str)
 
 
 class Distribution(str, Enum):
@@ -231,6 +230,24 @@ class ReportConfig:
 
 
 @dataclass
+class BenchConfig:
+    """Latency benchmark settings (mode=bench or mode=verify+bench)."""
+
+    batch_sizes: Optional[list[int]] = None  # None: the verify batch sizes; inputs are generated, any size works
+    warmup_runs: int = 10  # untimed runs first ...
+    warmup_seconds: float = 0.0  # ... and at least this long
+    runs: int = 100  # then at least this many timed runs ...
+    min_seconds: float = 1.0  # ... and at least this long ...
+    max_runs: int = 100_000  # ... but never more than this many ...
+    max_seconds: float = 120.0  # ... nor longer than this per batch size
+    include_transfers: bool = True  # device backends: time host<->device copies too (the report says which)
+    unstable_p99_ratio: float = 2.0  # flag a batch size unstable when p99 / median exceeds this ...
+    unstable_cv: float = 0.15  # ... or the coefficient of variation does
+    seed: int = 0  # benchmark inputs are generated from the model's declared inputs with this seed
+    plot: bool = True  # latency.png (log-log, median with p95 band) beside the report
+
+
+@dataclass
 class ChecksConfig:
     """Extra checks of a verify job."""
 
@@ -252,6 +269,7 @@ class ParityConfig:
     mode: Mode = Mode.verify
     localize: Localize = Localize.none
     checks: ChecksConfig = field(default_factory=ChecksConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
     golden: GoldenConfig = field(default_factory=GoldenConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 
@@ -320,6 +338,14 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"checks.localize_chunk must be >= 1, got {cfg.checks.localize_chunk}")
     if cfg.checks.probes and not cfg.model.probes:
         raise ConfigError(f"checks.probes=true but model '{cfg.model.name}' declares no probes (model.probes)")
+    bench = cfg.bench
+    for key in ("runs", "max_runs"):
+        if getattr(bench, key) < 1:
+            raise ConfigError(f"bench.{key} must be >= 1, got {getattr(bench, key)}")
+    if bench.warmup_runs < 0 or bench.min_seconds < 0 or bench.warmup_seconds < 0 or bench.max_seconds <= 0:
+        raise ConfigError("bench warm-up counts and durations must be >= 0 (max_seconds > 0)")
+    if any(b < 1 for b in bench.batch_sizes or []):
+        raise ConfigError(f"bench.batch_sizes must be >= 1, got {list(bench.batch_sizes)}")
     n = cfg.inputs.num_samples
     if n < 1:
         raise ConfigError(f"inputs.num_samples must be >= 1, got {n}")

@@ -51,10 +51,13 @@ def run_job(
         root = Path(cfg.golden.root)
         store = GoldenStore(root if root.is_absolute() else start_dir / root, display_root=str(cfg.golden.root),
                             command_overrides=overrides)
-        if str(getattr(cfg.mode, "value", cfg.mode)) == "golden":
+        mode = str(getattr(cfg.mode, "value", cfg.mode))
+        if mode == "golden":
             _make_golden(cfg, store, report)
-        else:
+        if mode in ("verify", "verify+bench"):
             _verify(cfg, store, output_dir, report)
+        if mode in ("bench", "verify+bench"):
+            _bench(cfg, output_dir, report)
     except ConfigError as exc:
         report["error"] = f"configuration error: {one_line(exc)}"
         log.error(report["error"])
@@ -68,12 +71,22 @@ def run_job(
     for section in ("probes", "localization"):  # a requested diagnostic that could not run is an ERROR
         if report.get(section) and report[section].get("error"):
             verdicts.append(Verdict.ERROR)
+    if report.get("bench"):
+        bench = report["bench"]
+        if bench.get("skip_reason"):
+            verdicts.append(Verdict.SKIP)
+        elif any(r["error"] for r in bench["results"]):
+            verdicts.append(Verdict.ERROR)
+        elif bench["results"]:
+            verdicts.append(Verdict.PASS)
     if report["error"]:
         verdicts.append(Verdict.ERROR)
     elif report["mode"] == "golden" and report["golden"]["written"]:
         verdicts.append(Verdict.PASS)
     report["verdict"] = overall(verdicts).value
     backend_checks = [c["verdict"] for c in report["checks"] if c["check"] == "backend"]
+    if report.get("bench") and report["bench"].get("skip_reason"):
+        backend_checks.append("SKIP")
     if report["verdict"] == "PASS" and backend_checks and all(v == "SKIP" for v in backend_checks):
         report["verdict"] = "SKIP"  # the backend under test never ran: a passing reference alone is no PASS
     report["exit_code"] = exit_code(report["verdict"])
@@ -289,6 +302,78 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
     finally:
         backend.close()
         stack.close()
+
+
+def _bench(cfg: Any, output_dir: Path, report: dict[str, Any]) -> None:
+    """Latency per batch size on the configured backend (seed 004); inputs generated from the declared specs."""
+    from hydra.utils import instantiate
+
+    from parity import numerics as numerics_mod
+    from parity.artifact import Artifact
+    from parity.bench import plot_latency, run_bench
+    from parity.models import build_model, weights_sha256
+
+    sizes = list(cfg.bench.batch_sizes or cfg.inputs.batch_sizes or [int(cfg.inputs.num_samples)])
+    verified = [c["verdict"] for c in report["checks"]]
+    parity_verdict = overall(verified).value if verified else None
+    backend = instantiate(cfg.backend, **numerics_mod.backend_overrides(cfg.numerics, cfg.backend), _convert_="all")
+    try:
+        reason = backend.availability()
+    except Exception as exc:
+        reason = f"availability check failed: {one_line(exc)}"
+    if reason is not None:
+        report["bench"] = {"skip_reason": reason, "results": [], "parity_verdict": parity_verdict}
+        log.info("bench skipped: %s", reason)
+        return
+    module = build_model(cfg.model)
+    report["model"]["weights_sha256"] = weights_sha256(module)
+    names, outs = _input_names(cfg), _output_names(cfg)
+    axes = {s.name: inputs_mod.batch_axis(s.shape) for s in cfg.model.inputs}
+    out_axes = {s.name: s.batch_axis for s in cfg.model.outputs}
+    backend.plan({s.name: list(s.shape) for s in cfg.model.inputs}, sizes)
+    exporter = None
+    if backend.accepts == "onnx":
+        exporter = instantiate(cfg.exporter, **numerics_mod.exporter_overrides(cfg.numerics, cfg.exporter),
+                               _convert_="all")
+    else:
+        report["exporter"] = None  # eager: nothing is exported
+    cache: dict[int | None, Artifact] = {}
+
+    def artifact_for(b: int) -> Artifact:
+        if exporter is None:
+            key: int | None = None
+            if key not in cache:
+                cache[key] = Artifact(kind="torch", input_names=names, output_names=outs, module=module,
+                                      input_axes=axes)
+            return cache[key]
+        key = None if exporter.dynamic_batch else b
+        if key not in cache:
+            example = inputs_mod.generate(cfg.model.inputs, max(2, b) if key is None else b, int(cfg.bench.seed))
+            tag = f"bench-{exporter.name}" + ("" if key is None else f"-b{b}")
+            artifact = exporter.export(module, {n: example[n] for n in names}, axes, outs,
+                                       output_dir / "artifacts" / tag, b, output_axes=out_axes)
+            report["exports"].append(artifact.record.to_dict())
+            cache[key] = artifact
+        artifact = cache[key]
+        if not artifact.record.ok:
+            raise ExportError(f"export failed: {artifact.record.error}")
+        return artifact
+
+    with numerics_mod.applied(cfg.numerics) as numerics_record:
+        record = run_bench(cfg, backend, artifact_for, sizes)
+    report["numerics"] = report.get("numerics") or numerics_record
+    record["parity_verdict"] = parity_verdict
+    record["skip_reason"] = None
+    record["backend"] = backend.name
+    if cfg.bench.plot and any(r["error"] is None for r in record["results"]):
+        try:
+            label = f"{exporter.name}×{backend.name}" if exporter else backend.name
+            record["plot"] = str(plot_latency({label: record["results"]}, output_dir / "latency.png",
+                                              f"{cfg.model.name}: latency vs batch size"))
+        except Exception as exc:  # matplotlib missing or broken: the numbers still stand
+            record["plot_error"] = one_line(exc)
+            log.warning("no latency plot: %s", record["plot_error"])
+    report["bench"] = record
 
 
 def _determinism(backend: Any, feeds: dict[str, np.ndarray], first: dict[str, np.ndarray], b: int,
@@ -513,6 +598,7 @@ def _empty_report(cfg: Any, output_dir: Path, overrides: list[str], job_num: int
         "probes": None,
         "localization": None,
         "numerics": None,
+        "bench": None,
         "config": resolved,
         "environment": environment(),
         "seconds": 0.0,

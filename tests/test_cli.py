@@ -18,7 +18,7 @@ from tests.conftest import REPO, SEARCHPATH
     [
         ("model.no_such_key=1", "Key 'no_such_key' not in 'ModelConfig'"),
         ("tolerance.atol=abc", "could not be converted to Float"),
-        ("mode=bogus", "expected one of [verify, golden]"),
+        ("mode=bogus", "expected one of [verify, golden, bench, verify+bench]"),
         ("model=no_such_model", "Could not find 'model/no_such_model'"),
         ("backend.graph_optimization_level=[1]", "backend.graph_optimization_level"),
     ],

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -63,6 +64,21 @@ class Backend(ABC):
         except Exception as exc:
             raise BackendError(f"backend '{self.name}' inference failed: {one_line(exc)}") from exc
         return {name: np.asarray(value) for name, value in outputs.items()}
+
+    def timer(self, feeds: Mapping[str, np.ndarray], include_transfers: bool = True) -> tuple[Callable[[], float], str]:
+        """For benchmarks: a zero-argument callable running one inference on `feeds` and returning its latency
+        in seconds, and what that interval covers. Inputs are prepared here, outside the timed region;
+        device backends synchronise before reading the clock. After `load`."""
+        if self._loaded is None:
+            raise BackendError(f"backend '{self.name}': timer() before load()")
+        prepared = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
+
+        def run() -> float:
+            start = time.perf_counter()
+            self._infer_impl(prepared)
+            return time.perf_counter() - start
+
+        return run, "perf_counter around one inference call (host memory in and out)"
 
     def close(self) -> None:
         try:

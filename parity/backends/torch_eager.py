@@ -47,6 +47,46 @@ class TorchBackend(Backend):
         with deterministic(self.num_threads):
             return run_torch(self._module, feeds, self._loaded.input_names, self._loaded.output_names, self.device)
 
+    def timer(self, feeds: Mapping[str, np.ndarray], include_transfers: bool = True) -> tuple[Any, str]:
+        """CPU: perf_counter around the forward pass. CUDA: CUDA events around it, then a synchronise;
+        inputs already on the device unless `include_transfers` (then the copies in and out are timed too)."""
+        import time
+
+        import torch
+
+        assert self._loaded is not None
+        module, device = self._module, self.device
+        names = self._loaded.input_names
+        host = tuple(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names)
+        if not device.startswith("cuda"):
+
+            def run_cpu() -> float:
+                with torch.inference_mode():
+                    start = time.perf_counter()
+                    module(*host)
+                    return time.perf_counter() - start
+
+            return run_cpu, "perf_counter around the eager forward pass (CPU)"
+        on_device = tuple(t.to(device) for t in host)
+        torch.cuda.synchronize(device)
+
+        def run_cuda() -> float:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            with torch.inference_mode():
+                start.record()
+                args = tuple(t.to(device, non_blocking=False) for t in host) if include_transfers else on_device
+                out = module(*args)
+                if include_transfers:
+                    for value in (out.values() if isinstance(out, dict) else out if isinstance(out, (list, tuple))
+                                  else (out,)):
+                        value.cpu()
+                end.record()
+            torch.cuda.synchronize(device)
+            return start.elapsed_time(end) / 1e3
+
+        what = "including" if include_transfers else "excluding"
+        return run_cuda, f"CUDA events around the forward pass + synchronize, {what} host<->device copies"
+
     def _close_impl(self) -> None:
         self._module = None
 

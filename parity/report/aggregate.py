@@ -60,6 +60,10 @@ class AggregateCallback(Callback):
             print(pivot_table(document["pivot"], fmt))
         for text in pairwise_tables(document["pairwise"], fmt):
             print(text)
+        if document["bench"]:
+            from parity.report.table import comparison_table
+
+            print(comparison_table(document["bench"], fmt))
         print(f"{document['verdict']}  sweep of {len(document['jobs'])} job(s); report: {sweep_dir / SWEEP_REPORT}",
               flush=True)
         from parity.__main__ import record_exit_code
@@ -104,7 +108,8 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> dic
         rows.extend(flat_rows(report, num))
         sources.append({"output_dir": job["output_dir"], "model": report["model"]["name"],
                         "exporter": report["exporter"], "backend": report["backend"]["name"],
-                        "golden": report["golden"]["path"], "config": report.get("config", {})})
+                        "golden": report["golden"]["path"], "config": report.get("config", {}),
+                        "bench": report.get("bench")})
     verdict = overall(e["verdict"] for e in entries).value
     return {
         "schema": "parity.sweep/v1",
@@ -117,6 +122,7 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> dic
         "rows": rows,
         "pivot": pivot(rows),
         "pairwise": pairwise(sources),
+        "bench": bench_comparison(sources, sweep_dir),
     }
 
 
@@ -192,3 +198,35 @@ def _golden_outputs(path: Path, config: dict[str, Any], batch: int) -> dict[str,
     with np.load(path / "outputs.npz", allow_pickle=False) as data:
         return {k: np.array(data[k]) if axes.get(k, 0) is None else np.take(data[k], np.arange(batch), axis=axes.get(k, 0))
                 for k in data.files}
+
+
+def bench_comparison(sources: list[dict[str, Any]], sweep_dir: Path) -> list[dict[str, Any]]:
+    """Seed 004's table per model: median latency by batch size per backend, the winner, the crossover; plus
+    one latency plot for all of them in the sweep directory. Backends that failed parity never win."""
+    from parity.timing import comparison
+
+    by_model: dict[str, dict[str, Any]] = {}
+    for source in sources:
+        bench = source.get("bench")
+        if not bench or bench.get("skip_reason"):
+            continue
+        group = by_model.setdefault(source["model"], {"medians": {}, "failed": [], "series": {}})
+        label = _label(source)
+        group["medians"][label] = {r["batch_size"]: r["median_ms"] for r in bench["results"] if r["error"] is None}
+        group["series"][label] = bench["results"]
+        if bench.get("parity_verdict") in ("FAIL", "ERROR"):
+            group["failed"].append(label)
+    tables = []
+    for model, group in by_model.items():
+        table = comparison(group["medians"], group["failed"])
+        plot, plot_error = None, None
+        try:
+            from parity.bench import plot_latency
+
+            name = "latency.png" if len(by_model) == 1 else f"latency_{model}.png"
+            plot = str(plot_latency(group["series"], sweep_dir / name, f"{model}: latency vs batch size"))
+        except Exception as exc:  # matplotlib missing: the table still stands
+            plot_error = f"{type(exc).__name__}: {exc}"
+        tables.append({"model": model, "backends": list(group["medians"]), **table, "plot": plot,
+                       "plot_error": plot_error})
+    return tables

@@ -67,6 +67,7 @@ def job_table(report: dict[str, Any], fmt: str = "github") -> str:
         lines.append(tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True))
     lines.extend(notes)
     lines.extend(diagnostics_lines(report, fmt))
+    lines.extend(bench_lines(report, fmt))
     if report["error"]:
         lines.append(f"error: {report['error']}")
     lines.append(summary_line(report))
@@ -110,9 +111,40 @@ def diagnostics_lines(report: dict[str, Any], fmt: str = "github") -> list[str]:
     return lines
 
 
+def bench_lines(report: dict[str, Any], fmt: str = "github") -> list[str]:
+    """The latency table of a bench job; a backend that failed parity is marked on every row."""
+    bench = report.get("bench")
+    if not bench:
+        return []
+    if bench.get("skip_reason"):
+        return [f"bench: SKIP: {bench['skip_reason']}"]
+    failed = bench["parity_verdict"] in ("FAIL", "ERROR")
+    body = []
+    for r in bench["results"]:
+        if r["error"]:
+            body.append([r["batch_size"], *["—"] * 9, f"ERROR: {r['error']}"])
+            continue
+        flags = [f"UNSTABLE ({r['unstable_reason']})"] if r["unstable"] else []
+        if failed:
+            flags.insert(0, f"PARITY {bench['parity_verdict']}: not a result")
+        body.append([r["batch_size"], r["runs"], _num(r["median_ms"], ".4g"), _num(r["p90_ms"], ".4g"),
+                     _num(r["p95_ms"], ".4g"), _num(r["p99_ms"], ".4g"), _num(r["min_ms"], ".4g"),
+                     _num(r["max_ms"], ".4g"), _num(r["std_ms"], ".3g"), _num(r["throughput_per_s"], ".4g"),
+                     "; ".join(flags)])
+    lines = [f"\nlatency (ms) on {bench.get('backend')}: {bench.get('timing')}",
+             tabulate(body, headers=["batch", "runs", "median", "p90", "p95", "p99", "min", "max", "std",
+                                     "samples/s", "flags"], tablefmt=fmt, disable_numparse=True)]
+    for cold in bench.get("cold", []):
+        lines.append(f"cold (b={cold['batch_size']}): load {cold['load_s']:.3f} s, first inference "
+                     f"{cold['first_inference_ms']:.3f} ms")
+    if bench.get("plot"):
+        lines.append(f"plot: {bench['plot']}")
+    return lines
+
+
 def summary_line(report: dict[str, Any]) -> str:
     where = f"model={report['model']['name']}"
-    if report["mode"] == "verify":
+    if report["mode"] in ("verify", "bench", "verify+bench"):
         exporter = report["exporter"] or "none (eager)"
         where += f" exporter={exporter} backend={report['backend']['name']}"
         if report["backend"]["skip_reason"]:
@@ -159,3 +191,27 @@ def pairwise_tables(matrices: list[dict[str, Any]], fmt: str = "github") -> list
         texts.append(f"\n== pairwise max / mean |a − b|: {m['model']} b={m['batch_size']} {m['output']}")
         texts.append(tabulate(body, headers=["", *labels], tablefmt=fmt, disable_numparse=True))
     return texts
+
+
+def comparison_table(tables: list[dict[str, Any]], fmt: str = "github") -> str:
+    """Seed 004's comparison: median ms by batch size per backend, the winner, and the crossover."""
+    texts = []
+    for t in tables:
+        labels = t["backends"]
+        heads = [f"{label} (parity {'FAILED' if label in t['excluded'] else 'ok'})" if t["excluded"] else label
+                 for label in labels]
+        body = [[r["batch_size"], *(_num(r["medians_ms"].get(label), ".4g") for label in labels), r["winner"] or "—"]
+                for r in t["rows"]]
+        texts.append(f"\n== latency: {t['model']}, median ms by batch size")
+        texts.append(tabulate(body, headers=["batch", *heads, "winner"], tablefmt=fmt, disable_numparse=True))
+        if t["crossovers"]:
+            for c in t["crossovers"]:
+                texts.append(f"crossover: {c['to']} wins from batch {c['batch_size']} "
+                             f"({c['from']} up to {c['after_batch_size']})")
+        else:
+            texts.append("crossover: none (one backend wins at every batch size)")
+        if t["excluded"]:
+            texts.append(f"failed parity, never a winner: {', '.join(t['excluded'])}")
+        if t["plot"]:
+            texts.append(f"plot: {t['plot']}")
+    return "\n".join(texts)
