@@ -125,6 +125,8 @@ def error_metrics(reference: np.ndarray, candidate: np.ndarray, atol: float, rto
 def _within(metrics: dict[str, Any], tol: Tolerance) -> bool:
     if tol.check is Check.elementwise:
         return metrics["pct_outside"] == 0.0
+    if tol.check is Check.l2_rel:
+        return metrics["l2_rel"] <= tol.rtol
     stat = tol.check.value
     return metrics[f"{stat}_abs"] <= tol.atol or metrics[f"{stat}_rel"] <= tol.rtol
 
@@ -168,6 +170,8 @@ def compare_output(
                 f"{metrics['pct_outside']:.4g}% of elements outside atol={tol.atol:g} rtol={tol.rtol:g} "
                 f"(max abs {metrics['max_abs']:.3g} at {metrics['worst_index']})"
             )
+        elif tol.check is Check.l2_rel:
+            problems.append(f"relative L2 error {metrics['l2_rel']:.3g} > rtol {tol.rtol:g}")
         else:
             stat = tol.check.value
             problems.append(

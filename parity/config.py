@@ -36,6 +36,13 @@ class Localize(str, Enum):
     all = "all"
 
 
+class Framework(str, Enum):
+    """The framework a model is written in: it builds the model, hashes its weights and runs the reference."""
+
+    torch = "torch"
+    keras = "keras"  # Keras 3 on the TensorFlow backend (the `tf` extra)
+
+
 class OutputKind(str, Enum):
     """What an output holds; logits and probabilities turn on the classification metrics."""
 
@@ -51,6 +58,7 @@ class Check(str, Enum):
     max = "max"  # max |d| <= atol, or max rel <= rtol
     mean = "mean"  # mean |d| <= atol, or mean rel <= rtol
     median = "median"  # median |d| <= atol, or median rel <= rtol
+    l2_rel = "l2_rel"  # ||d||_2 / ||golden||_2 <= rtol (atol unused): reduced-precision variants
 
 
 @dataclass
@@ -68,6 +76,7 @@ class InputSpec:
     # image: per-channel normalisation after scaling pixels to [0, 1] (ImageNet's by default)
     channel_mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
     channel_std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    channel_axis: Optional[int] = None  # image: None = right after the batch axis (NCHW); -1 for NHWC
     # sparse: fraction of non-empty positions; a position is one cell across all channels (axis after batch)
     density: float = 0.1
     seed: Optional[int] = None  # None: derived from the input set's seed and the input's position
@@ -87,8 +96,9 @@ class ModelConfig:
     """A model: a builder called under a fixed seed, and its declared inputs and outputs."""
 
     name: str = MISSING
+    framework: Framework = Framework.torch  # what the builder returns: torch.nn.Module, or keras.Model
     seed: int = 0
-    builder: dict[str, Any] = MISSING  # {_target_: dotted.path.to.builder, **kwargs} -> torch.nn.Module
+    builder: dict[str, Any] = MISSING  # {_target_: dotted.path.to.builder, **kwargs} -> the model
     inputs: list[InputSpec] = MISSING
     outputs: list[OutputSpec] = MISSING
     # free-form values the rest of the model config interpolates, e.g. shape: [batch, 64, "${model.params.spatial}"]
@@ -157,6 +167,55 @@ class TensorRTBackendConfig(BackendConfig):
     engine_cache_dir: str = "~/.cache/parity/tensorrt"
     use_cache: bool = True
     device_id: int = 0
+
+
+@dataclass
+class KerasBackendConfig(BackendConfig):
+    """Keras / TensorFlow eager on the CPU: the Keras model itself, or its SavedModel's serving signature."""
+
+    signature: str = "keras"  # keras: call the Keras model | serving: export a SavedModel, reload, call `serve`
+    device: str = "/CPU:0"
+
+
+@dataclass
+class OpenVINOBackendConfig(BackendConfig):
+    """OpenVINO runtime compiling the ONNX artifact for a device."""
+
+    device: str = "CPU"
+    inference_precision: Optional[str] = None  # None: the device's default (bf16 on CPUs with AMX/AVX512-BF16)
+    performance_hint: str = "LATENCY"  # LATENCY | THROUGHPUT | CUMULATIVE_THROUGHPUT
+    num_threads: int = 0  # 0: OpenVINO's default (INFERENCE_NUM_THREADS)
+    properties: dict[str, Any] = field(default_factory=dict)  # any other compile property, passed as given
+
+
+@dataclass
+class TransformConfig:
+    """A post-export step on the ONNX artifact (quantization, fp16); `none` leaves it as exported."""
+
+    _target_: str = MISSING
+    name: str = MISSING
+
+
+@dataclass
+class QuantizeTransformConfig(TransformConfig):
+    """ONNX Runtime INT8 quantization: dynamic (weights only ahead of time) or static (QDQ, calibrated)."""
+
+    per_channel: bool = False
+    reduce_range: bool = False
+    weight_type: str = "qint8"  # qint8 | quint8
+    activation_type: str = "quint8"  # static only: qint8 | quint8
+    calibrate_method: str = "minmax"  # static only: minmax | entropy | percentile
+    calibration_samples: Optional[int] = None  # static only: None = every sample of the input set
+    op_types: Optional[list[str]] = None  # None: every op type the quantizer supports
+    preprocess: bool = True  # run onnxruntime's quant_pre_process (shape inference + optimisation) first
+
+
+@dataclass
+class Float16TransformConfig(TransformConfig):
+    """fp16 conversion of the ONNX graph (onnxruntime.transformers.float16)."""
+
+    keep_io_types: bool = True  # inputs and outputs stay float32, so goldens compare as they are
+    op_block_list: Optional[list[str]] = None  # None: onnxruntime's default list of ops kept in float32
 
 
 @dataclass
@@ -266,6 +325,7 @@ class ParityConfig:
     tolerance: Any = MISSING
     inputs: Any = MISSING
     numerics: Any = MISSING
+    transform: Any = MISSING
     mode: Mode = Mode.verify
     localize: Localize = Localize.none
     checks: ChecksConfig = field(default_factory=ChecksConfig)
@@ -286,6 +346,11 @@ def register_configs() -> None:
     cs.store(group="backend", name="base_torch_backend", node=TorchBackendConfig)
     cs.store(group="backend", name="base_ort_backend", node=OrtBackendConfig)
     cs.store(group="backend", name="base_tensorrt_backend", node=TensorRTBackendConfig)
+    cs.store(group="backend", name="base_keras_backend", node=KerasBackendConfig)
+    cs.store(group="backend", name="base_openvino_backend", node=OpenVINOBackendConfig)
+    cs.store(group="transform", name="base_transform", node=TransformConfig)
+    cs.store(group="transform", name="base_quantize_transform", node=QuantizeTransformConfig)
+    cs.store(group="transform", name="base_float16_transform", node=Float16TransformConfig)
     cs.store(group="tolerance", name="base_tolerance", node=ToleranceConfig)
     cs.store(group="inputs", name="base_inputs", node=InputsConfig)
     cs.store(group="numerics", name="base_numerics", node=NumericsConfig)
@@ -336,6 +401,9 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"checks.repeats must be >= 1, got {cfg.checks.repeats}")
     if cfg.checks.localize_chunk < 1:
         raise ConfigError(f"checks.localize_chunk must be >= 1, got {cfg.checks.localize_chunk}")
+    if cfg.checks.probes and str(getattr(model.framework, "value", model.framework)) != "torch":
+        raise ConfigError(f"checks.probes needs a torch model (forward hooks); model '{model.name}' is "
+                          f"{getattr(model.framework, 'value', model.framework)}")
     if cfg.checks.probes and not cfg.model.probes:
         raise ConfigError(f"checks.probes=true but model '{cfg.model.name}' declares no probes (model.probes)")
     bench = cfg.bench

@@ -47,6 +47,10 @@ class ProviderFallbackError(BackendError):
     """A requested execution provider is not among those that actually ran."""
 
 
+class UnavailableError(ParityError):
+    """A framework, exporter or transform the job needs is not installed here: the job is a SKIP with the reason."""
+
+
 class ModelError(ParityError):
     """The model builder or the reference forward pass failed."""
 

@@ -44,9 +44,10 @@ def generate(inputs_spec: list[Any], num_samples: int, seed: int) -> dict[str, n
                 cells[axis] = 1  # one mask value per cell, shared by its channels
             occupied = rng.random(size=cells) < spec.density
             values = np.where(occupied, rng.normal(spec.mean, spec.std, size=shape), 0.0)
-        else:  # image: NCHW-style, channel axis right after the batch axis
+        else:  # image: channel axis right after the batch axis (NCHW) unless channel_axis says otherwise
             pixels = rng.integers(0, 256, size=shape).astype(np.float32) / np.float32(255.0)
-            axis = batch_axis(spec.shape) + 1
+            channel_axis = getattr(spec, "channel_axis", None)
+            axis = batch_axis(spec.shape) + 1 if channel_axis is None else int(channel_axis) % len(shape)
             bshape = [1] * len(shape)
             bshape[axis] = shape[axis]
             mean = np.asarray(spec.channel_mean, dtype=np.float32).reshape(bshape)

@@ -110,6 +110,17 @@ class ExportRecord:
     warnings: tuple[str, ...] = ()
     error: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # the post-export transform applied to this artifact (parity/transforms.py): name, ok, error, options, path,
+    # files, sha256, size_bytes, seconds, versions, warnings; None when the artifact runs as exported
+    transform: dict[str, Any] | None = None
+
+    def failure(self) -> str | None:
+        """Why this artifact cannot run (export or transform failed), or None."""
+        if not self.ok:
+            return f"export failed: {self.error}"
+        if self.transform is not None and not self.transform["ok"]:
+            return f"transform {self.transform['name']} failed: {self.transform['error']}"
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))

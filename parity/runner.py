@@ -21,7 +21,7 @@ from parity import inputs as inputs_mod
 from parity.errors import ConfigError, ExportError, GoldenStaleError, ModelError, ParityError, one_line
 from parity.golden import GoldenStore
 from parity.report.schema import REPORT_SCHEMA, write_json
-from parity.report.table import job_table
+from parity.report.table import artifact_label, job_table
 from parity.results import CheckResult, Verdict, exit_code, jsonable, overall
 
 log = logging.getLogger("parity")
@@ -120,27 +120,30 @@ def _emit(cfg: Any, report: dict[str, Any], output_dir: Path) -> None:
 
 
 def _make_golden(cfg: Any, store: GoldenStore, report: dict[str, Any]) -> None:
-    """Reference = eager torch, CPU, float32, deterministic, on all samples of the input set at once."""
-    from parity.models import build_model, deterministic, run_torch, weights_sha256
+    """Reference = the model's own framework, eager, CPU, float32, deterministic, on all samples at once."""
+    from parity.frameworks import framework_for
 
     model_name, input_set = cfg.model.name, cfg.inputs.name
-    report["exporter"] = None  # the golden's reference is eager torch: no exporter or backend runs
-    report["backend"].update(name="torch_cpu (reference)", accepts="torch", available=True)
+    framework = framework_for(cfg.model)
+    report["exporter"] = None  # the golden's reference is the eager source model: no exporter or backend runs
+    report["transform"] = None
+    report["backend"].update(name=f"{framework.reference_backend} (reference)", accepts=framework.name,
+                             available=True)
     store.check_writable(model_name, input_set, cfg.golden.overwrite)
-    log.info("building model %s (seed %s)", model_name, cfg.model.seed)
-    module = build_model(cfg.model)
-    weights = weights_sha256(module)
+    framework.require()  # a golden cannot be made without its framework: an ERROR naming what to install
+    log.info("building model %s (%s, seed %s)", model_name, framework.name, cfg.model.seed)
+    module = framework.build(cfg.model)
+    weights = framework.weights_sha256(module)
     report["model"]["weights_sha256"] = weights
     feeds = inputs_mod.generate(cfg.model.inputs, int(cfg.inputs.num_samples), int(cfg.inputs.seed))
-    log.info("running the torch reference on %d samples", cfg.inputs.num_samples)
-    with deterministic():
-        outputs = run_torch(module, feeds, _input_names(cfg), _output_names(cfg))
+    log.info("running the %s reference on %d samples", framework.name, cfg.inputs.num_samples)
+    outputs = framework.run(module, feeds, _input_names(cfg), _output_names(cfg))
     _check_reference_outputs(cfg, outputs, int(cfg.inputs.num_samples))
     manifest = {
         "num_samples": int(cfg.inputs.num_samples),
         "weights_sha256": weights,
         "input_batch_axes": {s.name: inputs_mod.batch_axis(s.shape) for s in cfg.model.inputs},
-        "reference": {"backend": "torch eager", "device": "cpu", "dtype": "float32", "deterministic": True},
+        "reference": {"framework": framework.name, **framework.reference_info()},
         "config": {
             "model": OmegaConf.to_container(cfg.model, resolve=True, enum_to_str=True),
             "inputs": OmegaConf.to_container(cfg.inputs, resolve=True, enum_to_str=True),
@@ -161,7 +164,7 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
     from hydra.utils import instantiate
 
     from parity.artifact import Artifact
-    from parity.models import build_model, deterministic, run_torch, weights_sha256
+    from parity.frameworks import framework_for
     from parity.probes import ProbedModule, probe_output_name
 
     model_name, input_set = cfg.model.name, cfg.inputs.name
@@ -170,9 +173,19 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
         path=str(golden.path), num_samples=golden.num_samples, created=golden.manifest.get("created"),
         weights_sha256=golden.manifest.get("weights_sha256"),
     )
-    log.info("building model %s (seed %s)", model_name, cfg.model.seed)
-    module = build_model(cfg.model)
-    weights = weights_sha256(module)
+    framework = framework_for(cfg.model)
+    unavailable = framework.availability()
+    if unavailable is not None:  # e.g. a keras model without the `tf` extra: nothing can run here
+        log.info("%s is unavailable: %s", framework.name, unavailable)
+        report["backend"]["available"], report["backend"]["skip_reason"] = False, unavailable
+        sizes = config_mod.batch_sizes(cfg) if cfg.inputs.batch_sizes else [golden.num_samples]
+        for b in sizes:
+            for check in ("reference", "backend"):
+                report["checks"].append(CheckResult(check, b, Verdict.SKIP, unavailable).to_dict())
+        return
+    log.info("building model %s (%s, seed %s)", model_name, framework.name, cfg.model.seed)
+    module = framework.build(cfg.model)
+    weights = framework.weights_sha256(module)
     report["model"]["weights_sha256"] = weights
     regenerate = store.command(model_name, input_set, overwrite=True)
     if weights != golden.manifest.get("weights_sha256"):
@@ -191,47 +204,25 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
 
     from parity import numerics as numerics_mod
 
-    try:
-        backend = instantiate(cfg.backend, **numerics_mod.backend_overrides(cfg.numerics, cfg.backend),
-                              _convert_="all")
-    except Exception as exc:
-        raise ConfigError(f"backend '{cfg.backend.get('name')}': {one_line(exc.__cause__ or exc)}") from exc
-    report["backend"]["accepts"] = backend.accepts
-    backend.plan({s.name: list(s.shape) for s in cfg.model.inputs}, sizes)
-    try:
-        reason = backend.availability()
-    except Exception as exc:  # a half-installed runtime: it cannot run here, say why
-        reason = f"availability check failed: {one_line(exc)}"
-    report["backend"]["available"] = reason is None
-    report["backend"]["skip_reason"] = reason
-    exporter = None
-    if reason is None and backend.accepts == "onnx":
-        try:
-            exporter = instantiate(cfg.exporter, **numerics_mod.exporter_overrides(cfg.numerics, cfg.exporter),
-                                   _convert_="all")
-        except Exception as exc:
-            raise ConfigError(f"exporter '{cfg.exporter.get('name')}': {one_line(exc.__cause__ or exc)}") from exc
-    else:
-        report["exporter"] = None if backend.accepts != "onnx" else report["exporter"]
+    backend, exporter, transform, reason = _conversion(cfg, framework, sizes, report)
+    native = backend.accepts != "onnx"  # runs the source model itself: nothing is exported
 
     def make_artifact(b: int, key: int | None, probed: bool = False) -> Artifact:
         """The runnable model for batch size b: the live module, or an (optionally probed) ONNX export."""
         probe_names = [probe_output_name(p) for p in cfg.model.probes] if probed else []
         model = ProbedModule(module, cfg.model.probes) if probed else module
         all_outs = outs + probe_names
-        if backend.accepts == "torch":
-            return Artifact(kind="torch", input_names=names, output_names=all_outs, module=model, input_axes=axes)
+        if native:
+            return Artifact(kind=framework.name, input_names=names, output_names=all_outs, module=model,
+                            input_axes=axes)
         example = inputs_mod.take(golden.inputs, axes, b) if key is not None else _example(golden.inputs, axes, sizes)
         example = {n: example[n] for n in names}  # positional binding follows the declared order
         tag = f"{exporter.name}{'-probed' if probed else ''}{'' if key is None else f'-b{b}'}"
         log.info("exporting with %s%s%s", exporter.name, " (with probes)" if probed else "",
                  "" if key is None else f" at batch {b}")
-        artifact = exporter.export(model, example, axes, all_outs, output_dir / "artifacts" / tag, b,
-                                   output_axes={**out_axes, **{n: 0 for n in probe_names}})
+        artifact = _export(exporter, transform, model, example, axes, all_outs, output_dir / "artifacts" / tag, b,
+                           {**out_axes, **{n: 0 for n in probe_names}}, golden.inputs)
         report["exports"].append(artifact.record.to_dict())
-        if artifact.record.ok:
-            log.info("exported %s (sha256 %s…, %.1fs)", artifact.path, artifact.record.sha256[:12],
-                     artifact.record.seconds)
         return artifact
 
     artifacts: dict[int | None, Artifact] = {}
@@ -246,8 +237,7 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
             # 1. the live reference against the golden: did the framework drift?
             t0 = time.perf_counter()
             try:
-                with deterministic():
-                    live = run_torch(module, feeds, names, outs)
+                live = framework.run(module, feeds, names, outs)
                 report["checks"].append(_compare_check(cfg, "reference", b, expected, live, time.perf_counter() - t0))
             except ParityError as exc:
                 report["checks"].append(_error_check("reference", b, exc))
@@ -256,14 +246,12 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
             if reason is not None:
                 report["checks"].append(CheckResult("backend", b, Verdict.SKIP, reason).to_dict())
                 continue
-            key = None if backend.accepts == "torch" or exporter.dynamic_batch else b
+            key = None if native or exporter.dynamic_batch else b
             if key not in artifacts:
                 artifacts[key] = make_artifact(b, key)
             artifact = artifacts[key]
-            if artifact.kind == "onnx" and not artifact.record.ok:
-                report["checks"].append(
-                    CheckResult("backend", b, Verdict.ERROR, f"export failed: {artifact.record.error}").to_dict()
-                )
+            if artifact.kind == "onnx" and artifact.record.failure():
+                report["checks"].append(CheckResult("backend", b, Verdict.ERROR, artifact.record.failure()).to_dict())
                 continue
             t0 = time.perf_counter()
             try:
@@ -292,12 +280,12 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
             backend.close()
             loaded_key = "none"
             report["probes"] = _probes(cfg, module, backend, make_artifact, golden.inputs, axes, names, outs, first,
-                                       None if backend.accepts == "torch" or exporter.dynamic_batch else first,
+                                       None if native or exporter.dynamic_batch else first,
                                        candidates.get(first))
         if str(getattr(cfg.localize, "value", cfg.localize)) == "all":
             backend.close()
             report["localization"] = _localization(cfg, backend, artifacts, golden.inputs, axes, first, output_dir,
-                                                   None if backend.accepts == "torch" or exporter.dynamic_batch
+                                                   None if native or exporter.dynamic_batch
                                                    else first)
     finally:
         backend.close()
@@ -306,57 +294,48 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
 
 def _bench(cfg: Any, output_dir: Path, report: dict[str, Any]) -> None:
     """Latency per batch size on the configured backend (seed 004); inputs generated from the declared specs."""
-    from hydra.utils import instantiate
-
     from parity import numerics as numerics_mod
     from parity.artifact import Artifact
     from parity.bench import plot_latency, run_bench
-    from parity.models import build_model, weights_sha256
+    from parity.frameworks import framework_for
 
     sizes = list(cfg.bench.batch_sizes or cfg.inputs.batch_sizes or [int(cfg.inputs.num_samples)])
     verified = [c["verdict"] for c in report["checks"]]
     parity_verdict = overall(verified).value if verified else None
-    backend = instantiate(cfg.backend, **numerics_mod.backend_overrides(cfg.numerics, cfg.backend), _convert_="all")
-    try:
-        reason = backend.availability()
-    except Exception as exc:
-        reason = f"availability check failed: {one_line(exc)}"
+    framework = framework_for(cfg.model)
+    reason = framework.availability()
+    backend = exporter = transform = None
+    if reason is None:
+        backend, exporter, transform, reason = _conversion(cfg, framework, sizes, report, record_backend=False)
     if reason is not None:
         report["bench"] = {"skip_reason": reason, "results": [], "parity_verdict": parity_verdict}
         log.info("bench skipped: %s", reason)
         return
-    module = build_model(cfg.model)
-    report["model"]["weights_sha256"] = weights_sha256(module)
+    module = framework.build(cfg.model)
+    report["model"]["weights_sha256"] = framework.weights_sha256(module)
     names, outs = _input_names(cfg), _output_names(cfg)
     axes = {s.name: inputs_mod.batch_axis(s.shape) for s in cfg.model.inputs}
     out_axes = {s.name: s.batch_axis for s in cfg.model.outputs}
-    backend.plan({s.name: list(s.shape) for s in cfg.model.inputs}, sizes)
-    exporter = None
-    if backend.accepts == "onnx":
-        exporter = instantiate(cfg.exporter, **numerics_mod.exporter_overrides(cfg.numerics, cfg.exporter),
-                               _convert_="all")
-    else:
-        report["exporter"] = None  # eager: nothing is exported
     cache: dict[int | None, Artifact] = {}
 
     def artifact_for(b: int) -> Artifact:
         if exporter is None:
             key: int | None = None
             if key not in cache:
-                cache[key] = Artifact(kind="torch", input_names=names, output_names=outs, module=module,
+                cache[key] = Artifact(kind=framework.name, input_names=names, output_names=outs, module=module,
                                       input_axes=axes)
             return cache[key]
         key = None if exporter.dynamic_batch else b
         if key not in cache:
             example = inputs_mod.generate(cfg.model.inputs, max(2, b) if key is None else b, int(cfg.bench.seed))
             tag = f"bench-{exporter.name}" + ("" if key is None else f"-b{b}")
-            artifact = exporter.export(module, {n: example[n] for n in names}, axes, outs,
-                                       output_dir / "artifacts" / tag, b, output_axes=out_axes)
+            artifact = _export(exporter, transform, module, {n: example[n] for n in names}, axes, outs,
+                               output_dir / "artifacts" / tag, b, out_axes, example)
             report["exports"].append(artifact.record.to_dict())
             cache[key] = artifact
         artifact = cache[key]
-        if not artifact.record.ok:
-            raise ExportError(f"export failed: {artifact.record.error}")
+        if artifact.record.failure():
+            raise ExportError(artifact.record.failure())
         return artifact
 
     with numerics_mod.applied(cfg.numerics) as numerics_record:
@@ -367,13 +346,89 @@ def _bench(cfg: Any, output_dir: Path, report: dict[str, Any]) -> None:
     record["backend"] = backend.name
     if cfg.bench.plot and any(r["error"] is None for r in record["results"]):
         try:
-            label = f"{exporter.name}×{backend.name}" if exporter else backend.name
+            label = artifact_label(exporter.name if exporter else None, transform.name) + f"×{backend.name}" \
+                if exporter else backend.name
             record["plot"] = str(plot_latency({label: record["results"]}, output_dir / "latency.png",
                                               f"{cfg.model.name}: latency vs batch size"))
         except Exception as exc:  # matplotlib missing or broken: the numbers still stand
             record["plot_error"] = one_line(exc)
             log.warning("no latency plot: %s", record["plot_error"])
     report["bench"] = record
+
+
+_EXPORTERS_FOR = {"torch": "dynamo, torchscript, jit_trace", "keras": "tf2onnx, keras_export"}
+
+
+def _conversion(cfg: Any, framework: Any, sizes: list[int], report: dict[str, Any],
+                record_backend: bool = True) -> tuple[Any, Any, Any, str | None]:
+    """Instantiate the backend, and the exporter and transform an ONNX backend needs.
+
+    Returns (backend, exporter, transform, skip reason). The reason is set when something cannot run here: the
+    backend, exporter or transform is not installed, or a native backend cannot run this framework's model.
+    A mismatch the user chose (a torch exporter for a keras model) is a ConfigError.
+    """
+    from hydra.utils import instantiate
+
+    from parity import numerics as numerics_mod
+
+    try:
+        backend = instantiate(cfg.backend, **numerics_mod.backend_overrides(cfg.numerics, cfg.backend),
+                              _convert_="all")
+    except Exception as exc:
+        raise ConfigError(f"backend '{cfg.backend.get('name')}': {one_line(exc.__cause__ or exc)}") from exc
+    try:
+        transform = instantiate(cfg.transform, _convert_="all")
+    except Exception as exc:
+        raise ConfigError(f"transform '{cfg.transform.get('name')}': {one_line(exc.__cause__ or exc)}") from exc
+    native = backend.accepts != "onnx"
+    backend.plan({s.name: list(s.shape) for s in cfg.model.inputs}, sizes)
+    try:
+        reason = backend.availability()
+    except Exception as exc:  # a half-installed runtime: it cannot run here, say why
+        reason = f"availability check failed: {one_line(exc)}"
+    if reason is None and native and backend.accepts != framework.name:
+        reason = f"backend '{backend.name}' runs {backend.accepts} models; model '{cfg.model.name}' is a " \
+                 f"{framework.name} model"
+    if reason is None and native and not transform.identity:
+        reason = f"transform '{transform.name}' applies to ONNX artifacts; backend '{backend.name}' runs the " \
+                 f"{framework.name} model itself"
+    exporter = None
+    if native:
+        report["exporter"] = None  # eager: nothing is exported or transformed
+        report["transform"] = None
+    elif reason is None:
+        try:
+            exporter = instantiate(cfg.exporter, **numerics_mod.exporter_overrides(cfg.numerics, cfg.exporter),
+                                   _convert_="all")
+        except Exception as exc:
+            raise ConfigError(f"exporter '{cfg.exporter.get('name')}': {one_line(exc.__cause__ or exc)}") from exc
+        if exporter.source != framework.name:
+            raise ConfigError(f"exporter '{exporter.name}' takes {exporter.source} models but model "
+                              f"'{cfg.model.name}' is a {framework.name} model (exporters for it: "
+                              f"{_EXPORTERS_FOR.get(framework.name, '?')})")
+        for part, what in ((exporter, "exporter"), (transform, "transform")):
+            why = part.availability()
+            if why is not None:
+                reason = f"{what} '{part.name}' cannot run here: {why}"
+                break
+    if record_backend:
+        report["backend"]["accepts"] = backend.accepts
+        report["backend"]["available"] = reason is None
+        report["backend"]["skip_reason"] = reason
+    return backend, exporter, transform, reason
+
+
+def _export(exporter: Any, transform: Any, model: Any, example: dict[str, np.ndarray], axes: dict[str, int],
+            outs: list[str], out_dir: Path, b: int, out_axes: dict[str, int | None],
+            calibration: dict[str, np.ndarray]) -> Any:
+    """Export, then apply the post-export transform (calibrated on `calibration` where it needs data)."""
+    artifact = exporter.export(model, example, axes, outs, out_dir, b, output_axes=out_axes)
+    if artifact.record.ok:
+        log.info("exported %s (sha256 %s…, %.1fs)", artifact.path, artifact.record.sha256[:12],
+                 artifact.record.seconds)
+    if transform is not None and not transform.identity:
+        artifact = transform.apply(artifact, calibration, out_dir.with_name(f"{out_dir.name}-{transform.name}"))
+    return artifact
 
 
 def _determinism(backend: Any, feeds: dict[str, np.ndarray], first: dict[str, np.ndarray], b: int,
@@ -410,8 +465,8 @@ def _probes(cfg: Any, module: Any, backend: Any, make_artifact: Any, golden_inpu
     try:
         reference = run_with_probes(module, feeds, names, cfg.model.probes)
         artifact = make_artifact(b, key, probed=True)
-        if artifact.kind == "onnx" and not artifact.record.ok:
-            raise ExportError(f"probed export failed: {artifact.record.error}")
+        if artifact.kind == "onnx" and artifact.record.failure():
+            raise ExportError(f"probed artifact: {artifact.record.failure()}")
         backend.load(artifact)
         probed = backend.infer(feeds)
     except ParityError as exc:
@@ -455,7 +510,7 @@ def _localization(cfg: Any, backend: Any, artifacts: dict[int | None, Any], gold
     from parity.localize import localize
 
     artifact = artifacts.get(key)
-    if backend.accepts != "onnx" or artifact is None or artifact.kind != "onnx" or not artifact.record.ok or b is None:
+    if backend.accepts != "onnx" or artifact is None or artifact.kind != "onnx" or artifact.record.failure() or b is None:
         return {"error": "localize=all needs an ONNX backend whose export and first run succeeded", "first_divergent": None}
     tol = tolerance_for(cfg.tolerance, "")  # the tolerance option's defaults
     try:
@@ -536,6 +591,11 @@ def _example(golden_inputs: dict[str, np.ndarray], axes: dict[str, int], sizes: 
     return inputs_mod.repeat_to(golden_inputs, axes, count)
 
 
+def _framework_name(cfg: Any) -> str | None:
+    value = cfg.model.get("framework") if cfg.get("model") is not None else None
+    return None if value is None else str(getattr(value, "value", value))
+
+
 def _input_names(cfg: Any) -> list[str]:
     return [s.name for s in cfg.model.inputs]
 
@@ -557,18 +617,28 @@ def environment() -> dict[str, str]:
         "numpy": np.__version__,
         "parity": parity.__version__,
     }
-    for module in ("torch", "onnx", "onnxruntime", "onnxscript"):
-        mod = sys.modules.get(module)
-        if mod is None:
-            try:
-                from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-                env[module] = version(module)
-            except Exception:
+    for module, distributions in _VERSIONED.items():
+        mod = sys.modules.get(module)
+        if mod is not None:
+            env[module] = str(getattr(mod, "__version__", "unknown"))
+            continue
+        for dist in distributions:  # not imported by this job: what is installed
+            try:
+                env[module] = version(dist)
+                break
+            except PackageNotFoundError:
                 continue
-        else:
-            env[module] = getattr(mod, "__version__", "unknown")
     return env
+
+
+# module -> the distributions that may provide it (onnxruntime-gpu provides onnxruntime, tensorflow-cpu tensorflow)
+_VERSIONED = {
+    "torch": ("torch",), "onnx": ("onnx",), "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+    "onnxscript": ("onnxscript",), "tensorflow": ("tensorflow", "tensorflow-cpu"), "keras": ("keras",),
+    "tf2onnx": ("tf2onnx",), "openvino": ("openvino",), "tensorrt": ("tensorrt",), "polygraphy": ("polygraphy",),
+}
 
 
 def _empty_report(cfg: Any, output_dir: Path, overrides: list[str], job_num: int | None) -> dict[str, Any]:
@@ -586,8 +656,9 @@ def _empty_report(cfg: Any, output_dir: Path, overrides: list[str], job_num: int
         "exit_code": 2,
         "error": None,
         "job": {"output_dir": str(output_dir), "overrides": list(overrides), "num": job_num},
-        "model": {"name": cfg.model.get("name"), "weights_sha256": None},
+        "model": {"name": cfg.model.get("name"), "framework": _framework_name(cfg), "weights_sha256": None},
         "exporter": cfg.exporter.get("name") if cfg.get("exporter") is not None else None,
+        "transform": cfg.transform.get("name") if cfg.get("transform") is not None else None,
         "backend": {"name": cfg.backend.get("name"), "accepts": None, "available": None, "skip_reason": None,
                     "runtime": {}},
         "golden": {"path": None, "input_set": cfg.inputs.get("name"), "num_samples": None, "created": None,

@@ -28,7 +28,7 @@ class Exporter(ABC):
     Subclasses implement `_export_impl` (write the file, return its path) and `versions`.
     """
 
-    source: ClassVar[str] = "torch"  # the model framework this exporter takes
+    source: ClassVar[str] = "torch"  # the model framework this exporter takes (parity.frameworks)
 
     def __init__(
         self,
@@ -45,6 +45,10 @@ class Exporter(ABC):
         self.constant_folding = constant_folding
         self.optimize = optimize
         self.external_data = external_data
+
+    def availability(self) -> str | None:
+        """None when this exporter can run here, else the reason it cannot (the backend check becomes a SKIP)."""
+        return None
 
     def options(self) -> dict[str, Any]:
         return {

@@ -74,7 +74,7 @@ class AggregateCallback(Callback):
 def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> dict[str, Any]:
     """Build the sweep document from the jobs' reports (found on disk when `jobs` is empty)."""
     import parity
-    from parity.report.table import flat_rows
+    from parity.report.table import artifact_label, flat_rows
     from parity.results import exit_code, overall
 
     if not jobs:
@@ -107,7 +107,8 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> dic
                         "verdict": report["verdict"], "exit_code": report["exit_code"], "error": report["error"]})
         rows.extend(flat_rows(report, num))
         sources.append({"output_dir": job["output_dir"], "model": report["model"]["name"],
-                        "exporter": report["exporter"], "backend": report["backend"]["name"],
+                        "exporter": artifact_label(report["exporter"], report.get("transform")),
+                        "backend": report["backend"]["name"],
                         "golden": report["golden"]["path"], "config": report.get("config", {}),
                         "bench": report.get("bench")})
     verdict = overall(e["verdict"] for e in entries).value

@@ -11,13 +11,20 @@ def _num(value: Any, spec: str = ".3g") -> str:
     return "—" if value is None else format(value, spec)
 
 
+def artifact_label(exporter: str | None, transform: str | None) -> str | None:
+    """`exporter` or `exporter+transform` (e.g. dynamo+int8_static); None for eager backends."""
+    if exporter is None:
+        return None
+    return exporter if transform in (None, "none") else f"{exporter}+{transform}"
+
+
 def flat_rows(report: dict[str, Any], job: int | None = None) -> list[dict[str, Any]]:
     """One row per (check, batch size, output); a check without outputs (ERROR/SKIP) gives one row."""
     rows = []
     base = {
         "job": job,
         "model": report["model"]["name"],
-        "exporter": report["exporter"],
+        "exporter": artifact_label(report["exporter"], report.get("transform")),
         "backend": report["backend"]["name"],
     }
     if not report["checks"]:
@@ -146,7 +153,10 @@ def summary_line(report: dict[str, Any]) -> str:
     where = f"model={report['model']['name']}"
     if report["mode"] in ("verify", "bench", "verify+bench"):
         exporter = report["exporter"] or "none (eager)"
-        where += f" exporter={exporter} backend={report['backend']['name']}"
+        where += f" exporter={exporter}"
+        if report.get("transform") not in (None, "none"):
+            where += f" transform={report['transform']}"
+        where += f" backend={report['backend']['name']}"
         if report["backend"]["skip_reason"]:
             where += f" (skipped: {report['backend']['skip_reason']})"
     else:

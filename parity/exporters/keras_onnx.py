@@ -1,0 +1,98 @@
+"""Keras / TensorFlow -> ONNX exporters (seed 002): tf2onnx from a SavedModel, and Keras 3's own ONNX export."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parity.errors import UnavailableError, one_line
+from parity.exporters.base import Exporter
+
+
+class _KerasExporter(Exporter):
+    source = "keras"
+
+    def availability(self) -> str | None:
+        from parity.frameworks import import_keras
+
+        try:
+            import_keras()
+            import tf2onnx  # noqa: F401
+        except UnavailableError as exc:
+            return str(exc)
+        except ImportError as exc:
+            return f"tf2onnx is not installed ({one_line(exc)}): pip install -e '.[tf]'"
+        return None
+
+    def options(self) -> dict[str, Any]:
+        return {"opset": self.opset, "dynamic_batch": self.dynamic_batch, "constant_folding": self.constant_folding}
+
+    def versions(self) -> dict[str, str]:
+        versions: dict[str, str] = {}
+        for module in ("tensorflow", "keras", "tf2onnx", "onnx"):
+            try:
+                versions[module] = __import__(module).__version__
+            except ImportError:
+                continue
+        return versions
+
+    def _signature(self, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int]) -> list[Any]:
+        """tf.TensorSpecs of the inputs in declared order; the batch axis is None for a dynamic-batch export."""
+        import tensorflow as tf
+
+        specs = []
+        for name, array in example.items():
+            shape: list[int | None] = list(array.shape)
+            if self.dynamic_batch:
+                shape[input_axes[name]] = None
+            specs.append(tf.TensorSpec(shape, tf.as_dtype(array.dtype), name=name))
+        return specs if len(specs) == 1 else [specs]
+
+    def _warn_constant_folding(self) -> None:
+        if not self.constant_folding:
+            warnings.warn(f"parity: {self.name} always runs tf2onnx's graph optimisers; constant_folding=false "
+                          "has no effect on this exporter", stacklevel=2)
+
+
+class Tf2OnnxExporter(_KerasExporter):
+    """Keras model -> SavedModel (`model.export(format="tf_saved_model")`) -> `python -m tf2onnx.convert
+    --saved-model` (seed 002's pipeline, through tf2onnx's documented command line, in a subprocess).
+    The SavedModel is kept beside the artifact directory (`<dir>_saved_model`) for inspection."""
+
+    timeout_s = 600
+
+    def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
+                     output_names: list[str], path: Path, output_axes: Mapping[str, int | None]) -> None:
+        self._warn_constant_folding()
+        saved = path.parent.with_name(path.parent.name + "_saved_model")
+        model.export(str(saved), format="tf_saved_model", verbose=False,
+                     input_signature=self._signature(example, input_axes))
+        command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved), "--output", str(path)]
+        if self.opset is not None:
+            command += ["--opset", str(self.opset)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=self.timeout_s,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        for line in done.stderr.splitlines():
+            if " - WARNING - " in line or " - ERROR - " in line:
+                warnings.warn(f"tf2onnx: {line.split(' - ', 3)[-1].strip()}", stacklevel=1)
+        if done.returncode != 0:
+            lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+            errors = [ln for ln in lines if "Error" in ln or "ERROR" in ln] or lines[-1:] or ["(no output)"]
+            raise RuntimeError(f"tf2onnx.convert exited with {done.returncode}: {errors[-1].strip()}")
+
+
+class KerasOnnxExporter(_KerasExporter):
+    """Keras 3's `model.export(path, format="onnx", opset_version=...)` (tf2onnx underneath, in process)."""
+
+    def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
+                     output_names: list[str], path: Path, output_axes: Mapping[str, int | None]) -> None:
+        self._warn_constant_folding()
+        model.export(str(path), format="onnx", opset_version=self.opset, verbose=False,
+                     input_signature=self._signature(example, input_axes))
