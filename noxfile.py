@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import nox
+import nox.command
 
 nox.options.sessions = ["tests_cpu"]
 nox.options.reuse_existing_virtualenvs = True
@@ -33,6 +34,12 @@ COMMON = [
     "tqdm==4.70.1",
 ]
 CPU = ["torch==2.13.0", "onnxruntime==1.32.0", *COMMON]
+# Optional extras (pyproject's [tf] and [openvino]). tests_cpu installs the ones it can and says which it skipped;
+# their tests skip with the reason where an extra is missing. PARITY_EXTRAS picks them (comma-separated, "" = none).
+EXTRAS = {
+    "tf": ["tensorflow-cpu==2.21.0", "keras==3.15.1", "tf2onnx==1.17.0"],  # checked with onnx 1.23.2, protobuf 7
+    "openvino": ["openvino==2026.4.1"],
+}
 # Never onnxruntime and onnxruntime-gpu in one environment: the second overwrites the first.
 GPU = ["torch==2.14.1", "onnxruntime-gpu==1.31.1", "polygraphy==0.53.6", *COMMON]
 if os.environ.get("PARITY_WITH_TENSORRT"):  # TensorRT wheels install only on GPU machines (not in this workplace)
@@ -44,23 +51,42 @@ def _install(session: nox.Session, pins: list[str]) -> None:
     session.install("--no-deps", "-e", ".")
 
 
+def _install_extras(session: nox.Session) -> None:
+    """Install each requested extra; one that fails to install is reported and its tests skip, never hidden."""
+    wanted = [e for e in os.environ.get("PARITY_EXTRAS", ",".join(EXTRAS)).split(",") if e]
+    unknown = [e for e in wanted if e not in EXTRAS]
+    if unknown:
+        session.error(f"PARITY_EXTRAS names unknown extras {unknown} (known: {', '.join(EXTRAS)})")
+    installed, skipped = [], [e for e in EXTRAS if e not in wanted]
+    for extra in wanted:
+        try:
+            session.install(*EXTRAS[extra])
+            installed.append(extra)
+        except nox.command.CommandFailed:
+            session.warn(f"extra '{extra}' could not be installed here; its tests will skip with the reason")
+            skipped.append(extra)
+    session.log(f"extras installed: {', '.join(installed) or 'none'}; skipped: {', '.join(skipped) or 'none'}")
+
+
 def _require_gpu(session: nox.Session) -> None:
     """Skip the session, saying why, unless an NVIDIA GPU is visible."""
     if shutil.which("nvidia-smi") is None and not Path("/dev/nvidia0").exists():
         session.skip("no NVIDIA GPU on this machine (no nvidia-smi, no /dev/nvidia0): GPU sessions skipped")
 
 
-def tests_impl(session: nox.Session, pins: list[str], *pytest_args: str) -> None:
-    """Install one profile and run the suite; the committed goldens are read-only throughout."""
+def tests_impl(session: nox.Session, pins: list[str], *pytest_args: str, extras: bool = False) -> None:
+    """Install one profile (and the optional extras) and run the suite; the committed goldens are read-only."""
     _install(session, pins)
+    if extras:
+        _install_extras(session)
     env = {"PARITY_READONLY_GOLDENS": str(ROOT / "golden")}
     session.run("python", "-m", "pytest", *pytest_args, *session.posargs, env=env)
 
 
 @nox.session(python=PYTHON)
 def tests_cpu(session: nox.Session) -> None:
-    """The whole suite on the pinned CPU profile (what CI runs)."""
-    tests_impl(session, CPU)
+    """The whole suite on the pinned CPU profile with the tf and openvino extras (what CI runs)."""
+    tests_impl(session, CPU, extras=True)
 
 
 @nox.session(python=PYTHON)

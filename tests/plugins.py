@@ -12,6 +12,7 @@ from torch import nn
 
 from parity.backends.onnxruntime import OrtBackend
 from parity.exporters.torch_onnx import TorchScriptExporter
+from parity.transforms import Float16Transform
 
 
 class TinyConvNet(nn.Module):
@@ -153,3 +154,11 @@ class NoisyBackend(OrtBackend):
         outputs = super()._infer_impl(feeds)
         rng = np.random.default_rng()
         return {k: (v + rng.normal(0, 1e-6, v.shape)).astype(v.dtype) for k, v in outputs.items()}
+
+
+
+class BrokenTransform(Float16Transform):
+    """A transform that crashes part-way (as a quantizer does on an op it cannot handle)."""
+
+    def _apply_impl(self, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("Unsupported op for quantization: NoSuchOp")

@@ -123,3 +123,15 @@ def test_nan_in_the_golden_never_passes() -> None:
     assert result.verdict is Verdict.FAIL and "in the golden" in result.message
     elementwise = compare_output("y", ref, np.array([5.0, 1.0], np.float32), TOL)
     assert elementwise.verdict is Verdict.FAIL and elementwise.metrics["pct_outside"] == 50.0
+
+
+def test_l2_rel_check_bounds_the_relative_l2_error_and_ignores_atol() -> None:
+    ref = np.array([3.0, 4.0], dtype=np.float32)  # ||ref|| = 5
+    cand = ref + np.array([0.3, 0.4], dtype=np.float32)  # ||d|| = 0.5: relative L2 0.1
+    tol = Tolerance(atol=0.0, rtol=0.11, check=Check.l2_rel)
+    assert compare_output("y", ref, cand, tol).verdict is Verdict.PASS
+    failed = compare_output("y", ref, cand, Tolerance(atol=10.0, rtol=0.09, check=Check.l2_rel))
+    assert failed.verdict is Verdict.FAIL and failed.message.startswith("relative L2 error 0.1 > rtol 0.09")
+    nan = cand.copy()
+    nan[0] = np.nan
+    assert compare_output("y", ref, nan, Tolerance(atol=0.0, rtol=10.0, check=Check.l2_rel)).verdict is Verdict.FAIL

@@ -73,12 +73,34 @@ def job_table(report: dict[str, Any], fmt: str = "github") -> str:
     if body:
         lines.append(tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True))
     lines.extend(notes)
+    ran = runtime_line(report)
+    if ran:
+        lines.append(ran)
     lines.extend(diagnostics_lines(report, fmt))
     lines.extend(bench_lines(report, fmt))
     if report["error"]:
         lines.append(f"error: {report['error']}")
     lines.append(summary_line(report))
     return "\n".join(lines)
+
+
+def runtime_line(report: dict[str, Any]) -> str | None:
+    """What the backend really ran on, in one line (the full record is in report.json: backend.runtime)."""
+    rt = report["backend"].get("runtime") or {}
+    framework = rt.get("framework")
+    if not framework:
+        return None
+    parts = [f"{framework} {rt.get(framework, '')}".strip()]
+    if rt.get("providers_active"):
+        parts.append("providers " + ", ".join(rt["providers_active"]))
+    if rt.get("device"):
+        name = f" ({rt['device_name']})" if rt.get("device_name") else ""
+        parts.append(f"device {rt['device']}{name}")
+    if rt.get("inference_precision"):
+        parts.append(f"inference precision {rt['inference_precision']}")
+    if rt.get("signature"):
+        parts.append(f"signature {rt['signature']}")
+    return "ran on: " + ", ".join(parts)
 
 
 def diagnostics_lines(report: dict[str, Any], fmt: str = "github") -> list[str]:
@@ -168,7 +190,7 @@ def sweep_table(rows: list[dict[str, Any]], fmt: str = "github") -> str:
     """The multirun table: rows = jobs x outputs."""
     headers = ["job", "model", "exporter", "backend", "check", "batch", "output", "max abs", "mean abs", "cosine",
                "top-1", "verdict"]
-    body = [[r["job"], r["model"], r["exporter"], r["backend"], r["check"] or "—", _num(r["batch_size"], "d"),
+    body = [[r["job"], r["model"], r["exporter"] or "—", r["backend"], r["check"] or "—", _num(r["batch_size"], "d"),
              r["output"] or "—", _num(r["max_abs"]), _num(r["mean_abs"]), _num(r["cosine"], ".6f"),
              "—" if r["top1_agreement"] is None else f"{r['top1_agreement']:.0%}", r["verdict"]] for r in rows]
     return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
