@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import sys
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,3 +50,18 @@ def hash_files(directory: Path) -> tuple[str, tuple[str, ...], int]:
         return hashes[0], names, size
     combined = hashlib.sha256("".join(f"{n}\0{h}\n" for n, h in zip(names, hashes)).encode()).hexdigest()
     return combined, names, size
+
+
+@contextlib.contextmanager
+def captured_warnings(into: list[str]) -> Iterator[None]:
+    """Run a conversion step with every Python warning recorded (one line each, no repeats, appended to `into`)
+    and the converter's prints sent to stderr, so stdout keeps only parity's table."""
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(sys.stderr):
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                text = f"{w.category.__name__}: {(str(w.message).strip().splitlines() or [''])[0]}"
+                if text not in into:
+                    into.append(text)

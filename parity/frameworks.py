@@ -101,6 +101,19 @@ def import_keras() -> tuple[Any, Any]:
     return tf, keras
 
 
+def keras_unavailable(*extra_modules: str) -> str | None:
+    """None when Keras on TensorFlow (and `extra_modules`) import here, else the reason they do not."""
+    try:
+        import_keras()
+        for module in extra_modules:
+            __import__(module)
+    except UnavailableError as exc:
+        return str(exc)
+    except ImportError as exc:
+        return f"{exc.name or 'a module'} is not installed ({one_line(exc)}): pip install -e '.[tf]'"
+    return None
+
+
 class KerasFramework(Framework):
     """Keras 3 on TensorFlow, run eagerly on the CPU with op determinism on."""
 
@@ -108,11 +121,7 @@ class KerasFramework(Framework):
     reference_backend = "tf_cpu"
 
     def availability(self) -> str | None:
-        try:
-            import_keras()
-        except UnavailableError as exc:
-            return str(exc)
-        return None
+        return keras_unavailable()
 
     def build(self, model_cfg: Any) -> Any:
         from hydra.utils import instantiate

@@ -161,8 +161,6 @@ def _make_golden(cfg: Any, store: GoldenStore, report: dict[str, Any]) -> None:
 
 
 def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, Any]) -> None:
-    from hydra.utils import instantiate
-
     from parity.artifact import Artifact
     from parity.frameworks import framework_for
     from parity.probes import ProbedModule, probe_output_name

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import sys
 import tempfile
 import time
 import warnings
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.artifact import Artifact, hash_files
+from parity.artifact import Artifact, captured_warnings, hash_files
 from parity.errors import ConfigError, one_line
 
 log = logging.getLogger("parity")
@@ -69,16 +68,9 @@ class Transform(ABC):
         start = time.perf_counter()
         log.info("transforming the artifact: %s", self.name)
         try:
-            with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(sys.stderr):
-                warnings.simplefilter("always")
-                try:
-                    self._apply_impl(Path(artifact.path), target, calibration, artifact.record.batch_size,
-                                     artifact.input_axes)
-                finally:
-                    for w in caught:
-                        text = f"{w.category.__name__}: {(str(w.message).strip().splitlines() or [''])[0]}"
-                        if text not in captured:
-                            captured.append(text)
+            with captured_warnings(captured):
+                self._apply_impl(Path(artifact.path), target, calibration, artifact.record.batch_size,
+                                 artifact.input_axes)
             if not target.is_file():
                 raise FileNotFoundError(f"transform finished but wrote no {target.name}")
         except Exception as exc:  # the transform's fault becomes an ERROR verdict, not a crash

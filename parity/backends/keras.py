@@ -13,7 +13,7 @@ import numpy as np
 
 from parity.artifact import Artifact
 from parity.backends.base import Backend
-from parity.errors import ConfigError, UnavailableError
+from parity.errors import ConfigError
 
 _SIGNATURES = ("keras", "serving")
 
@@ -35,13 +35,9 @@ class KerasBackend(Backend):
         self._tmp: Path | None = None
 
     def availability(self) -> str | None:
-        from parity.frameworks import import_keras
+        from parity.frameworks import keras_unavailable
 
-        try:
-            import_keras()
-        except UnavailableError as exc:
-            return str(exc)
-        return None
+        return keras_unavailable()
 
     def _load_impl(self, artifact: Artifact) -> None:
         from parity.frameworks import import_keras

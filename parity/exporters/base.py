@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sys
 import time
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from parity.artifact import Artifact, hash_files
+from parity.artifact import Artifact, captured_warnings, hash_files
 from parity.errors import one_line
 from parity.results import ExportRecord
 
@@ -97,15 +94,8 @@ class Exporter(ABC):
         start = time.perf_counter()
         error = None
         try:
-            with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(sys.stderr):
-                warnings.simplefilter("always")
-                try:
-                    self._export_impl(model, example, input_axes, output_names, path, axes_out)
-                finally:
-                    for w in caught:
-                        text = f"{w.category.__name__}: {str(w.message).strip().splitlines()[0] if str(w.message).strip() else ''}"
-                        if text not in captured:
-                            captured.append(text)
+            with captured_warnings(captured):
+                self._export_impl(model, example, input_axes, output_names, path, axes_out)
             if not path.is_file():
                 raise FileNotFoundError(f"exporter finished but wrote no {path.name}")
         except Exception as exc:  # the exporter's fault becomes an ERROR verdict, not a crash

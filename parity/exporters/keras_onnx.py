@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from parity.errors import UnavailableError, one_line
 from parity.exporters.base import Exporter
 
 
@@ -20,16 +19,9 @@ class _KerasExporter(Exporter):
     source = "keras"
 
     def availability(self) -> str | None:
-        from parity.frameworks import import_keras
+        from parity.frameworks import keras_unavailable
 
-        try:
-            import_keras()
-            import tf2onnx  # noqa: F401
-        except UnavailableError as exc:
-            return str(exc)
-        except ImportError as exc:
-            return f"tf2onnx is not installed ({one_line(exc)}): pip install -e '.[tf]'"
-        return None
+        return keras_unavailable("tf2onnx")
 
     def options(self) -> dict[str, Any]:
         return {"opset": self.opset, "dynamic_batch": self.dynamic_batch, "constant_folding": self.constant_folding}
