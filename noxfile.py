@@ -97,6 +97,14 @@ def tests_gpu(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def tests_gpu_profile(session: nox.Session) -> None:
+    """The GPU profile's CPU-runnable tests on any machine, GPU or not: among them the provider-fallback check
+    (onnxruntime-gpu without a usable GPU silently runs on CPU, and parity must say ERROR). Several GB of CUDA
+    wheels: not part of CI."""
+    tests_impl(session, GPU, "-m", "not gpu")
+
+
+@nox.session(python=PYTHON)
 def parity_gpu(session: nox.Session) -> None:
     """Seed 003 on a GPU: centerpoint over torch_cuda, ort_cuda, tensorrt x numerics default/strict vs the goldens."""
     _require_gpu(session)

@@ -79,6 +79,7 @@ def run_bench(cfg: Any, backend: Any, artifact_for: Callable[[int], Any], sizes:
                 backend.load(artifact)
                 load_s = time.perf_counter() - start
                 loaded = artifact
+                record["threads"] = threads(backend)  # as in force once loaded (a backend may set its own)
                 run, record["timing"] = backend.timer(feeds, bool(bench.include_transfers))
                 first_ms = run() * 1e3
                 record["cold"].append({"batch_size": b, "load_s": load_s, "first_inference_ms": first_ms})

@@ -122,7 +122,8 @@ def error_metrics(reference: np.ndarray, candidate: np.ndarray, atol: float, rto
     }
 
 
-def _within(metrics: dict[str, Any], tol: Tolerance) -> bool:
+def within(metrics: dict[str, Any], tol: Tolerance) -> bool:
+    """Whether error metrics satisfy the tolerance's check statistic."""
     if tol.check is Check.elementwise:
         return metrics["pct_outside"] == 0.0
     if tol.check is Check.l2_rel:
@@ -164,7 +165,7 @@ def compare_output(
         problems.append(f"{metrics['nonfinite']} NaN/Inf value(s) in the candidate")
     if metrics["golden_nonfinite"]:
         problems.append(f"{metrics['golden_nonfinite']} NaN/Inf value(s) in the golden")
-    if not _within(metrics, tol):
+    if not within(metrics, tol):
         if tol.check is Check.elementwise:
             problems.append(
                 f"{metrics['pct_outside']:.4g}% of elements outside atol={tol.atol:g} rtol={tol.rtol:g} "

@@ -153,8 +153,6 @@ class OrtBackendConfig(BackendConfig):
     intra_op_num_threads: int = 0  # 0: ORT's default
     inter_op_num_threads: int = 0
     execution_mode: str = "sequential"  # sequential | parallel
-    # True: a requested provider missing from session.get_providers() is an ERROR (silent CPU fallback)
-    require_providers: bool = True
 
 
 @dataclass

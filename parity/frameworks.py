@@ -90,8 +90,8 @@ def import_keras() -> tuple[Any, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     try:
-        import tensorflow as tf
         import keras
+        import tensorflow as tf
     except ImportError as exc:
         raise UnavailableError(f"tensorflow/keras are not installed ({one_line(exc)}): "
                                "pip install -e '.[tf]' (tensorflow-cpu, keras, tf2onnx)") from exc
@@ -111,6 +111,8 @@ def keras_unavailable(*extra_modules: str) -> str | None:
         return str(exc)
     except ImportError as exc:
         return f"{exc.name or 'a module'} is not installed ({one_line(exc)}): pip install -e '.[tf]'"
+    except Exception as exc:  # installed but broken (e.g. a protobuf mismatch): it cannot run here either
+        return f"tensorflow/keras do not import here ({one_line(exc)})"
     return None
 
 

@@ -35,12 +35,11 @@ class Marked:
 
 
 def graph_tensors(model: Any) -> list[Marked]:
-    """Every node output of the main graph (topological: ONNX requires node order to be), minus graph outputs."""
-    final = {o.name for o in model.graph.output}
+    """Every node output of the main graph, graph outputs included (topological: ONNX requires node order to be)."""
     marked = []
     for index, node in enumerate(model.graph.node):
         for out in node.output:
-            if out and out not in final:
+            if out:
                 marked.append(Marked(out, node.name or f"{node.op_type}_{index}", node.op_type, index))
     return marked
 
@@ -77,6 +76,7 @@ def localize(
         log.warning("shape inference failed (%s): marking tensors without types", one_line(exc))
         types = {}
     tensors = graph_tensors(skeleton)
+    final = {o.name for o in skeleton.graph.output}  # already outputs: compared, never marked twice
     record: dict[str, Any] = {
         "reference": "onnxruntime CPU, graph optimisations disabled",
         "candidate": getattr(candidate, "name", "?"),
@@ -95,7 +95,8 @@ def localize(
             proto = onnx.ModelProto()
             proto.CopyFrom(skeleton)
             proto.graph.output.extend(
-                types[m.tensor] if m.tensor in types else helper.ValueInfoProto(name=m.tensor) for m in part
+                types[m.tensor] if m.tensor in types else helper.ValueInfoProto(name=m.tensor)
+                for m in part if m.tensor not in final
             )
             path = work_dir / f"chunk_{start // chunk:04d}.onnx"
             onnx.save_model(proto, str(path))

@@ -24,8 +24,18 @@ def _target(path: str) -> Any:
     return obj
 
 
+def _have_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def torch_state() -> dict[str, Any]:
-    """The torch numerics flags as they stand (recorded whether or not a GPU is present)."""
+    """The torch numerics flags as they stand (recorded whether or not a GPU is present); {} without torch."""
+    if not _have_torch():
+        return {}
     state = {f"torch.backends.{path}.{attr}": getattr(_target(path), attr) for _, path, attr in TORCH_FLAGS}
     import torch
 
@@ -40,7 +50,7 @@ def applied(numerics: Any) -> Iterator[dict[str, Any]]:
         "tf32_matmul", "tf32_cudnn", "cudnn_deterministic", "cudnn_benchmark", "ort_graph_optimization_level",
         "export_constant_folding", "trt_tf32", "openvino_precision")}
     previous = {}
-    for key, path, attr in TORCH_FLAGS:
+    for key, path, attr in TORCH_FLAGS if _have_torch() else ():  # a Keras-only environment has no torch flags
         value = requested[key]
         if value is not None:
             target = _target(path)

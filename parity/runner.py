@@ -163,7 +163,6 @@ def _make_golden(cfg: Any, store: GoldenStore, report: dict[str, Any]) -> None:
 def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, Any]) -> None:
     from parity.artifact import Artifact
     from parity.frameworks import framework_for
-    from parity.probes import ProbedModule, probe_output_name
 
     model_name, input_set = cfg.model.name, cfg.inputs.name
     golden = store.load(model_name, input_set)
@@ -172,7 +171,7 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
         weights_sha256=golden.manifest.get("weights_sha256"),
     )
     framework = framework_for(cfg.model)
-    unavailable = framework.availability()
+    unavailable = _availability(framework)
     if unavailable is not None:  # e.g. a keras model without the `tf` extra: nothing can run here
         log.info("%s is unavailable: %s", framework.name, unavailable)
         report["backend"]["available"], report["backend"]["skip_reason"] = False, unavailable
@@ -204,9 +203,14 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
 
     backend, exporter, transform, reason = _conversion(cfg, framework, sizes, report)
     native = backend.accepts != "onnx"  # runs the source model itself: nothing is exported
+    # a transform's preset (int8, fp16) judges the transformed artifact; the live framework against its own golden
+    # keeps fp32 tolerances, or framework drift would hide behind the looser preset
+    reference_tolerance = cfg.tolerance if transform.identity else _fp32_tolerance(cfg.tolerance)
 
     def make_artifact(b: int, key: int | None, probed: bool = False) -> Artifact:
         """The runnable model for batch size b: the live module, or an (optionally probed) ONNX export."""
+        if probed:  # torch forward hooks: imported only when probes run (keras jobs need no torch)
+            from parity.probes import ProbedModule, probe_output_name
         probe_names = [probe_output_name(p) for p in cfg.model.probes] if probed else []
         model = ProbedModule(module, cfg.model.probes) if probed else module
         all_outs = outs + probe_names
@@ -236,7 +240,8 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
             t0 = time.perf_counter()
             try:
                 live = framework.run(module, feeds, names, outs)
-                report["checks"].append(_compare_check(cfg, "reference", b, expected, live, time.perf_counter() - t0))
+                report["checks"].append(_compare_check(cfg, "reference", b, expected, live, time.perf_counter() - t0,
+                                                       reference_tolerance))
             except ParityError as exc:
                 report["checks"].append(_error_check("reference", b, exc))
             log.info("b=%d reference: %s", b, report["checks"][-1]["verdict"])
@@ -301,7 +306,7 @@ def _bench(cfg: Any, output_dir: Path, report: dict[str, Any]) -> None:
     verified = [c["verdict"] for c in report["checks"]]
     parity_verdict = overall(verified).value if verified else None
     framework = framework_for(cfg.model)
-    reason = framework.availability()
+    reason = _availability(framework)
     backend = exporter = transform = None
     if reason is None:
         backend, exporter, transform, reason = _conversion(cfg, framework, sizes, report, record_backend=False)
@@ -315,6 +320,8 @@ def _bench(cfg: Any, output_dir: Path, report: dict[str, Any]) -> None:
     axes = {s.name: inputs_mod.batch_axis(s.shape) for s in cfg.model.inputs}
     out_axes = {s.name: s.batch_axis for s in cfg.model.outputs}
     cache: dict[int | None, Artifact] = {}
+    # a calibrated transform sees the input set's samples (the golden's inputs), as in verify, not the bench inputs
+    calibration = inputs_mod.generate(cfg.model.inputs, int(cfg.inputs.num_samples), int(cfg.inputs.seed))
 
     def artifact_for(b: int) -> Artifact:
         if exporter is None:
@@ -328,7 +335,7 @@ def _bench(cfg: Any, output_dir: Path, report: dict[str, Any]) -> None:
             example = inputs_mod.generate(cfg.model.inputs, max(2, b) if key is None else b, int(cfg.bench.seed))
             tag = f"bench-{exporter.name}" + ("" if key is None else f"-b{b}")
             artifact = _export(exporter, transform, module, {n: example[n] for n in names}, axes, outs,
-                               output_dir / "artifacts" / tag, b, out_axes, example)
+                               output_dir / "artifacts" / tag, b, out_axes, calibration)
             report["exports"].append(artifact.record.to_dict())
             cache[key] = artifact
         artifact = cache[key]
@@ -380,10 +387,7 @@ def _conversion(cfg: Any, framework: Any, sizes: list[int], report: dict[str, An
         raise ConfigError(f"transform '{cfg.transform.get('name')}': {one_line(exc.__cause__ or exc)}") from exc
     native = backend.accepts != "onnx"
     backend.plan({s.name: list(s.shape) for s in cfg.model.inputs}, sizes)
-    try:
-        reason = backend.availability()
-    except Exception as exc:  # a half-installed runtime: it cannot run here, say why
-        reason = f"availability check failed: {one_line(exc)}"
+    reason = _availability(backend)
     if reason is None and native and backend.accepts != framework.name:
         reason = f"backend '{backend.name}' runs {backend.accepts} models; model '{cfg.model.name}' is a " \
                  f"{framework.name} model"
@@ -392,8 +396,7 @@ def _conversion(cfg: Any, framework: Any, sizes: list[int], report: dict[str, An
                  f"{framework.name} model itself"
     exporter = None
     if native:
-        report["exporter"] = None  # eager: nothing is exported or transformed
-        report["transform"] = None
+        report["exporter"] = None  # eager: nothing is exported (a transform asked for is kept: it is the SKIP's cause)
     elif reason is None:
         try:
             exporter = instantiate(cfg.exporter, **numerics_mod.exporter_overrides(cfg.numerics, cfg.exporter),
@@ -405,7 +408,7 @@ def _conversion(cfg: Any, framework: Any, sizes: list[int], report: dict[str, An
                               f"'{cfg.model.name}' is a {framework.name} model (exporters for it: "
                               f"{_EXPORTERS_FOR.get(framework.name, '?')})")
         for part, what in ((exporter, "exporter"), (transform, "transform")):
-            why = part.availability()
+            why = _availability(part)
             if why is not None:
                 reason = f"{what} '{part.name}' cannot run here: {why}"
                 break
@@ -414,6 +417,14 @@ def _conversion(cfg: Any, framework: Any, sizes: list[int], report: dict[str, An
         report["backend"]["available"] = reason is None
         report["backend"]["skip_reason"] = reason
     return backend, exporter, transform, reason
+
+
+def _availability(part: Any) -> str | None:
+    """`part.availability()`; a check that itself crashes (a half-installed library) is a reason too, not a crash."""
+    try:
+        return part.availability()
+    except Exception as exc:
+        return f"availability check failed: {one_line(exc)}"
 
 
 def _export(exporter: Any, transform: Any, model: Any, example: dict[str, np.ndarray], axes: dict[str, int],
@@ -451,7 +462,7 @@ def _probes(cfg: Any, module: Any, backend: Any, make_artifact: Any, golden_inpu
             axes: dict[str, int], names: list[str], outs: list[str], b: int | None, key: int | None,
             main_candidate: dict[str, np.ndarray] | None) -> dict[str, Any]:
     """Probe tensors from torch hooks (reference) vs the probed artifact on the backend, in forward order."""
-    from parity.compare import error_metrics, tolerance_for
+    from parity.compare import error_metrics, tolerance_for, within
     from parity.probes import probe_output_name, run_with_probes
 
     record: dict[str, Any] = {"batch_size": b, "probes": [], "first_exceeding": None, "side_effect_max_abs": None,
@@ -479,7 +490,7 @@ def _probes(cfg: Any, module: Any, backend: Any, make_artifact: Any, golden_inpu
     record["side_effect_max_abs"] = side
     record["side_effect_ok"] = side <= tol_main
     previous = None
-    for path in cfg.model.probes:
+    for path in reference:  # in the order the modules ran, whatever order the config lists them in
         ref, cand = reference[path], probed[probe_output_name(path)]
         tol = tolerance_for(cfg.tolerance, path)  # probes may have per_output entries too
         if ref.shape != cand.shape:
@@ -492,7 +503,7 @@ def _probes(cfg: Any, module: Any, backend: Any, make_artifact: Any, golden_inpu
             previous = m["max_abs"] or None
             entry = {"name": path, "shape": list(ref.shape), "max_abs": m["max_abs"], "mean_abs": m["mean_abs"],
                      "l2_rel": m["l2_rel"], "amplification": amplification,
-                     "within_tolerance": m["pct_outside"] == 0.0, "message": ""}
+                     "within_tolerance": within(m, tol), "message": ""}
         record["probes"].append(entry)
         if not entry["within_tolerance"] and record["first_exceeding"] is None:
             record["first_exceeding"] = path
@@ -524,7 +535,8 @@ def _localization(cfg: Any, backend: Any, artifacts: dict[int | None, Any], gold
 
 
 def _compare_check(
-    cfg: Any, check: str, batch: int, expected: dict[str, np.ndarray], candidate: dict[str, np.ndarray], seconds: float
+    cfg: Any, check: str, batch: int, expected: dict[str, np.ndarray], candidate: dict[str, np.ndarray], seconds: float,
+    tolerance: Any = None,
 ) -> dict[str, Any]:
     from parity.compare import compare_output, tolerance_for
     from parity.config import OutputKind
@@ -534,13 +546,23 @@ def _compare_check(
         if spec.name not in candidate:
             return CheckResult(check, batch, Verdict.ERROR, f"output '{spec.name}' missing from the candidate").to_dict()
         results.append(
-            compare_output(spec.name, expected[spec.name], candidate[spec.name], tolerance_for(cfg.tolerance, spec.name),
+            compare_output(spec.name, expected[spec.name], candidate[spec.name],
+                           tolerance_for(cfg.tolerance if tolerance is None else tolerance, spec.name),
                            OutputKind(spec.kind))
         )
     verdict = overall(r.verdict for r in results)
     failing = [r.name for r in results if r.verdict is not Verdict.PASS]
     message = "all outputs within tolerance" if not failing else f"outside tolerance: {', '.join(failing)}"
     return CheckResult(check, batch, verdict, message, tuple(results), seconds).to_dict()
+
+
+def _fp32_tolerance(tol_cfg: Any) -> Any:
+    """The schema's fp32 defaults (the `default` preset's values) with the job's per-output entries."""
+    from parity.config import ToleranceConfig
+
+    base = OmegaConf.structured(ToleranceConfig(name="default"))
+    base.per_output = tol_cfg.per_output
+    return base
 
 
 def _error_check(check: str, batch: int, exc: BaseException) -> dict[str, Any]:

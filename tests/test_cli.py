@@ -149,6 +149,20 @@ def test_multirun_exporter_backend_matrices(cli, tmp_path: Path) -> None:
     assert "== exporter × backend" in proc.stdout and "== pairwise max / mean |a − b|: mlp b=4 logits" in proc.stdout
 
 
+def test_multirun_jobs_differing_beyond_exporter_and_backend_get_their_own_columns(cli, tmp_path: Path) -> None:
+    """numerics=default,strict on one exporter and backend: two columns, not one overwritten by the other."""
+    proc = cli("-m", "model=mlp", "exporter=torchscript", "numerics=default,strict", "backend.intra_op_num_threads=1",
+               f"hydra.sweep.dir={tmp_path / 's'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    document = json.loads((tmp_path / "s" / "sweep_report.json").read_text())
+    validate(document, SWEEP_SCHEMA)
+    columns = ["torchscript×ort_cpu [numerics=default]", "torchscript×ort_cpu [numerics=strict]"]
+    assert document["pivot"]["columns"] == columns
+    assert set(document["pivot"]["rows"][0]["cells"]) == set(columns)
+    assert document["pairwise"][0]["labels"] == ["golden", *columns]
+    assert {r["variant"] for r in document["rows"]} == {"numerics=default", "numerics=strict"}
+
+
 def test_multirun_without_report_files_and_with_a_config_error_in_one_job(cli, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     proc = cli("-m", "model=mlp", "backend=torch_cpu", "tolerance.atol=0.001,-1", "report.json=false",

@@ -123,3 +123,28 @@ def test_without_the_tf_and_openvino_extras_everything_is_a_skip_with_the_reason
     proc = cli("mode=golden", "model=cifar10_vgg", f"golden.root={tmp_path / 'g'}", env=env)
     assert proc.returncode == 2 and "tensorflow/keras are not installed" in proc.stdout
     assert not (tmp_path / "g" / "cifar10_vgg").exists()
+
+
+@needs_tf
+def test_keras_models_need_no_torch(cli, tmp_path: Path) -> None:
+    """Seed 002's own setup: TensorFlow, ONNX Runtime and OpenVINO, no torch at all (an import of it fails)."""
+    shadow = tmp_path / "shadow" / "torch"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    proc = cli("model=cifar10_vgg", "numerics=strict", env={"PYTHONPATH": f"{shadow.parent}:{REPO}"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout.splitlines()[-1].startswith("PASS  model=cifar10_vgg exporter=tf2onnx")
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["numerics"]["in_force"] == {}  # no torch flags to set or record
+
+
+@needs_tf
+@needs_openvino
+def test_keras_export_with_a_transform_on_openvino(run_parity) -> None:
+    report, code = run_parity(["model=cifar10_vgg", "exporter=keras_export", "transform=fp16",
+                               "backend=openvino_cpu", "numerics=strict"])
+    assert code == 0, report
+    assert report["exports"][0]["exporter"] == "keras_export" and report["exports"][0]["transform"]["ok"]
+    assert report["backend"]["runtime"]["inference_precision"] == "f32"
+    assert report["checks"][1]["outputs"][0]["check"] == "l2_rel"  # the fp16 preset judges the transformed artifact
+    assert report["checks"][0]["outputs"][0]["check"] == "elementwise"  # the live Keras model keeps fp32 tolerances

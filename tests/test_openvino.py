@@ -28,6 +28,7 @@ def test_openvino_default_and_strict_numerics_on_resnet18_record_the_precision(r
     default, _ = run_parity(["backend=openvino_cpu", "exporter=torchscript"])
     strict, code = run_parity(["backend=openvino_cpu", "exporter=torchscript", "numerics=strict"])
     assert default["backend"]["runtime"]["inference_precision"] == device_default
+    assert "INFERENCE_PRECISION_HINT" not in default["backend"]["runtime"]["requested_properties"]  # left to OpenVINO
     assert strict["backend"]["runtime"]["inference_precision"] == "f32"
     assert strict["numerics"]["requested"]["openvino_precision"] == "f32"
     assert code == 0 and strict["checks"][1]["outputs"][0]["metrics"]["max_abs"] < 1e-4
@@ -36,6 +37,9 @@ def test_openvino_default_and_strict_numerics_on_resnet18_record_the_precision(r
             10 * strict["checks"][1]["outputs"][0]["metrics"]["max_abs"]
 
 
-def test_openvino_rejects_an_unknown_precision(run_parity) -> None:
+def test_openvino_rejects_an_unknown_precision_and_a_raw_property_shadowing_a_setting(run_parity) -> None:
     report, code = run_parity(["model=mlp", "backend=openvino_cpu", "backend.inference_precision=f64"])
     assert code == 2 and "inference_precision 'f64' is not one of" in report["error"]
+    report, code = run_parity(["model=mlp", "backend=openvino_cpu", "numerics=strict",
+                               "+backend.properties.INFERENCE_PRECISION_HINT=bf16"])
+    assert code == 2 and "set INFERENCE_PRECISION_HINT with inference_precision" in report["error"]

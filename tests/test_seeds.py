@@ -39,6 +39,20 @@ def test_dcnv2_heavy_config_builds_its_size() -> None:
     assert 35e6 < params < 50e6 and len(cfg.model.inputs) == 9
 
 
+def test_dcnv2_heavy_golden_still_verifies(run_parity) -> None:
+    """Its committed golden: same weights hash, and eager torch reproduces it (no 160 MB export needed)."""
+    report, code = run_parity(["model=dcnv2_heavy", "backend=torch_cpu", "inputs.batch_sizes=[2]"])
+    assert code == 0 and report["verdict"] == "PASS", report["error"]
+    assert report["model"]["weights_sha256"] == report["golden"]["weights_sha256"]
+
+
+def test_dcnv2_sixteen_sample_golden_sweeps_past_four(run_parity) -> None:
+    report, code = run_parity(["model=dcnv2", "inputs=samples16", "inputs.batch_sizes=[2,8,16]",
+                               "exporter=torchscript"])
+    assert code == 0, report
+    assert _rows(report) == [(c, b, "PASS") for b in (2, 8, 16) for c in ("reference", "backend")]
+
+
 def test_probes_name_the_stage_holding_a_planted_fault(run_parity) -> None:
     report, code = run_parity([
         "model=centerpoint", "exporter=torchscript", "checks.probes=true",
@@ -62,6 +76,14 @@ def test_probes_on_a_clean_export_do_not_change_the_main_outputs(run_parity) -> 
     assert probes["probes"][1]["amplification"] is not None and math.isfinite(probes["probes"][1]["amplification"])
 
 
+def test_probes_are_reported_in_forward_order_whatever_the_config_order(run_parity) -> None:
+    report, code = run_parity(["model=mlp", "exporter=torchscript", "checks.probes=true", "model.probes=[4,0,2]",
+                               "tolerance.check=max"])
+    assert code == 0, report
+    assert [p["name"] for p in report["probes"]["probes"]] == ["0", "2", "4"]
+    assert report["probes"]["probes"][0]["amplification"] is None  # the first in forward order has no predecessor
+
+
 def test_probes_with_an_unknown_module_path_are_an_error(run_parity) -> None:
     report, code = run_parity(["model=mlp", "checks.probes=true", "model.probes=[no.such.layer]"])
     assert code == 2 and "no.such.layer" in report["probes"]["error"]
@@ -78,6 +100,16 @@ def test_localize_all_names_the_perturbed_node(run_parity) -> None:
     assert loc["first_divergent"]["node"] == perturbed and loc["first_divergent"]["op_type"] == "Conv"
     assert loc["tensors_compared"] < loc["tensors_total"]  # it stopped at the first divergent chunk
     assert loc["chunks_run"] == math.ceil((loc["first_divergent"]["node_index"] + 1) / 16) or loc["chunks_run"] >= 1
+
+
+def test_localize_all_names_a_node_that_produces_a_graph_output(run_parity) -> None:
+    """The last Gemm of the mlp writes the graph output itself: it must be compared and named too."""
+    report, code = run_parity(["model=mlp", "exporter=torchscript", "localize=all",
+                               "backend._target_=tests.plugins.PerturbingOrtBackend", "+backend.node_contains=model.4/Gemm"])
+    loc = report["localization"]
+    assert code == 1 and loc["error"] is None
+    assert loc["first_divergent"]["node"] == report["backend"]["runtime"]["perturbed_node"]
+    assert loc["first_divergent"]["tensor"] == "logits" and loc["tensors_compared"] == loc["tensors_total"]
 
 
 def test_localize_all_on_a_clean_model_compares_every_tensor_in_chunks(run_parity) -> None:

@@ -29,8 +29,8 @@ class OrtBackend(Backend):
     """onnxruntime.InferenceSession over the ONNX artifact.
 
     `providers` is an ordered list of {name, options}. ORT silently falls back to CPU when a
-    provider cannot load; with `require_providers` (the default) that becomes an ERROR naming
-    the providers that really ran, never a PASS computed somewhere else.
+    provider cannot load; parity makes that an ERROR naming the providers that really ran, never a
+    PASS computed somewhere else (there is no switch to allow it).
     """
 
     def __init__(
@@ -41,7 +41,6 @@ class OrtBackend(Backend):
         intra_op_num_threads: int = 0,
         inter_op_num_threads: int = 0,
         execution_mode: str = "sequential",
-        require_providers: bool = True,
     ) -> None:
         super().__init__(name)
         self.providers = [dict(p) for p in (providers or [{"name": "CPUExecutionProvider", "options": {}}])]
@@ -56,7 +55,6 @@ class OrtBackend(Backend):
         self.intra_op_num_threads = intra_op_num_threads
         self.inter_op_num_threads = inter_op_num_threads
         self.execution_mode = execution_mode
-        self.require_providers = require_providers
         self._session: Any = None
 
     @property
@@ -71,10 +69,13 @@ class OrtBackend(Backend):
         available = ort.get_available_providers()
         missing = [p for p in self.requested if p not in available]
         if missing:
-            return (
-                f"onnxruntime {ort.__version__} lacks {', '.join(missing)} "
-                f"(available: {', '.join(available)})"
-            )
+            gpu = {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(missing)
+            hint = "; GPU providers come with onnxruntime-gpu, not onnxruntime" if gpu else ""
+            return f"onnxruntime {ort.__version__} lacks {', '.join(missing)} (available: {', '.join(available)}{hint})"
+        if "TensorrtExecutionProvider" in self.requested and tensorrt_version() is None:
+            # onnxruntime-gpu always lists the provider; without libnvinfer it silently falls back
+            return ("ONNX Runtime's TensorRT provider needs the TensorRT libraries (libnvinfer), not found here: "
+                    "pip install tensorrt")
         return None
 
     def _load_impl(self, artifact: Artifact) -> None:
@@ -93,7 +94,7 @@ class OrtBackend(Backend):
         )
         active = self._session.get_providers()
         fell_back = [p for p in self.requested if p not in active]
-        if fell_back and self.require_providers:
+        if fell_back:
             raise ProviderFallbackError(
                 f"requested provider(s) {', '.join(fell_back)} did not load; ONNX Runtime ran on "
                 f"{', '.join(active)} instead (a silent fallback, not a valid result)"
@@ -186,4 +187,30 @@ class OrtBackend(Backend):
 
                 options = info["provider_options"].get("CUDAExecutionProvider", {})
                 info.update(device_info(int(options.get("device_id", 0) or 0)))
+                if "TensorrtExecutionProvider" in info["providers_active"]:
+                    info["tensorrt"] = tensorrt_version()
         return info
+
+
+def tensorrt_version() -> str | None:
+    """The TensorRT version whose libraries this process can load (the tensorrt wheel, or libnvinfer), or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-libs", "tensorrt-cu13-libs",
+                 "tensorrt-cu12-libs"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    import ctypes
+    import ctypes.util
+
+    for name in ("libnvinfer.so.10", "libnvinfer.so", ctypes.util.find_library("nvinfer")):
+        if not name:
+            continue
+        try:
+            ctypes.CDLL(name)
+            return f"libnvinfer ({name})"
+        except OSError:
+            continue
+    return None

@@ -38,17 +38,23 @@ class OpenVINOBackend(Backend):
         self.performance_hint = performance_hint
         self.num_threads = num_threads
         self.properties = {str(k): v for k, v in (properties or {}).items()}
+        typed = {"INFERENCE_PRECISION_HINT": "inference_precision", "PERFORMANCE_HINT": "performance_hint",
+                 "INFERENCE_NUM_THREADS": "num_threads"}
+        clash = sorted(k for k in self.properties if k in typed)
+        if clash:  # one setting, one place: numerics=strict must not be undone by a raw property
+            raise ConfigError(f"backend '{name}': set {', '.join(clash)} with "
+                              f"{', '.join(typed[k] for k in clash)}, not in properties")
         self._compiled: Any = None
         self._request: Any = None
 
     def compile_properties(self) -> dict[str, Any]:
-        """What parity passes to compile_model."""
-        props: dict[str, Any] = {"PERFORMANCE_HINT": self.performance_hint}
+        """What parity passes to compile_model: `properties`, then the typed settings (numerics included) on top."""
+        props: dict[str, Any] = dict(self.properties)
+        props["PERFORMANCE_HINT"] = self.performance_hint
         if self.inference_precision is not None:
             props["INFERENCE_PRECISION_HINT"] = self.inference_precision
         if self.num_threads:
             props["INFERENCE_NUM_THREADS"] = self.num_threads
-        props.update(self.properties)
         return props
 
     def availability(self) -> str | None:

@@ -22,6 +22,7 @@ class TorchBackend(Backend):
         self.device = device
         self.num_threads = num_threads
         self._module: Any = None
+        self._previous_threads: int | None = None
 
     def availability(self) -> str | None:
         if importlib.util.find_spec("torch") is None:
@@ -39,6 +40,11 @@ class TorchBackend(Backend):
         # the artifact's module is also the live reference (on CPU): never move it, move a copy
         module = artifact.module
         self._module = module if self.device == "cpu" else copy.deepcopy(module).to(self.device)
+        if self.num_threads:  # in force while loaded (benchmarks time it so), restored by close()
+            import torch
+
+            self._previous_threads = torch.get_num_threads()
+            torch.set_num_threads(self.num_threads)
 
     def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         from parity.models import deterministic, run_torch
@@ -89,6 +95,11 @@ class TorchBackend(Backend):
 
     def _close_impl(self) -> None:
         self._module = None
+        if self._previous_threads is not None:
+            import torch
+
+            torch.set_num_threads(self._previous_threads)
+            self._previous_threads = None
 
     def runtime_info(self) -> dict[str, Any]:
         import torch

@@ -1,21 +1,26 @@
-"""Seeded model construction, weight hashing and eager torch inference (imports torch)."""
+"""Seeded torch model construction, weight hashing and eager inference (torch is imported inside each function, so
+that a Keras model under parity.models never needs torch)."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from hydra.utils import instantiate
 
 from parity.errors import ConfigError, ModelError, one_line
 
+if TYPE_CHECKING:
+    import torch
+
 
 def build_model(model_cfg: Any) -> torch.nn.Module:
     """Call the configured builder under the model's seed; returns the module in eval mode, float32, CPU."""
+    import torch
+
     torch.manual_seed(int(model_cfg.seed))
     try:
         module = instantiate(model_cfg.builder, _convert_="all")
@@ -29,6 +34,8 @@ def build_model(model_cfg: Any) -> torch.nn.Module:
 
 def weights_sha256(module: torch.nn.Module) -> str:
     """SHA-256 over every parameter and buffer: name, dtype, shape and bytes, in state_dict order."""
+    import torch
+
     digest = hashlib.sha256()
     for name, tensor in module.state_dict().items():
         array = tensor.detach().cpu().contiguous().reshape(-1)
@@ -40,6 +47,8 @@ def weights_sha256(module: torch.nn.Module) -> str:
 @contextlib.contextmanager
 def deterministic(num_threads: int | None = None) -> Iterator[None]:
     """Deterministic algorithms and an optional thread count, restored on exit."""
+    import torch
+
     previous = torch.are_deterministic_algorithms_enabled()
     previous_threads = torch.get_num_threads()
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -60,6 +69,8 @@ def run_torch(
     device: str = "cpu",
 ) -> dict[str, np.ndarray]:
     """One eager forward pass: positional inputs in declared order, outputs mapped to declared names."""
+    import torch
+
     args = tuple(torch.from_numpy(np.ascontiguousarray(feeds[name])).to(device) for name in input_names)
     try:
         with torch.inference_mode():
@@ -71,6 +82,8 @@ def run_torch(
 
 def outputs_to_dict(result: Any, output_names: Sequence[str]) -> dict[str, np.ndarray]:
     """Map a forward result (tensor, tuple/list, or dict) onto the declared output names."""
+    import torch
+
     if isinstance(result, torch.Tensor):
         values = [result]
     elif isinstance(result, Mapping):

@@ -81,6 +81,7 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> dic
         jobs = [{"output_dir": str(p.parent), "num": None, "overrides": [], "error": None}
                 for p in sorted(sweep_dir.glob(f"*/{filename}"))]
     entries, rows, sources = [], [], []
+    variants = _variants(jobs)
     for job in sorted(jobs, key=lambda j: (j["num"] is None, j["num"] or 0, j["output_dir"])):
         path = Path(job["output_dir"]) / filename
         report = job.get("report_data")
@@ -98,15 +99,17 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> dic
                             "report": None, "verdict": "ERROR", "exit_code": 2, "error": error})
             rows.append({"job": job["num"], "model": None, "exporter": None, "backend": None, "check": None,
                          "batch_size": None, "output": None, "verdict": "ERROR", "max_abs": None, "mean_abs": None,
-                         "cosine": None, "top1_agreement": None, "message": error})
+                         "cosine": None, "top1_agreement": None, "l2_rel": None, "prob_diff_max_pp": None,
+                         "message": error})
             continue
         num = job["num"] if job["num"] is not None else report["job"].get("num")
         entries.append({"num": num, "output_dir": job["output_dir"],
                         "overrides": job["overrides"] or report["job"]["overrides"],
                         "report": str(path) if path.is_file() else None,
                         "verdict": report["verdict"], "exit_code": report["exit_code"], "error": report["error"]})
-        rows.extend(flat_rows(report, num))
-        sources.append({"output_dir": job["output_dir"], "model": report["model"]["name"],
+        variant = variants.get(id(job), "")
+        rows.extend({**row, "variant": variant} for row in flat_rows(report, num))
+        sources.append({"variant": variant, "output_dir": job["output_dir"], "model": report["model"]["name"],
                         "exporter": artifact_label(report["exporter"], report.get("transform")),
                         "backend": report["backend"]["name"],
                         "golden": report["golden"]["path"], "config": report.get("config", {}),
@@ -128,7 +131,24 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> dic
 
 
 def _label(source: dict[str, Any]) -> str:
-    return f"{source['exporter']}×{source['backend']}" if source["exporter"] else str(source["backend"])
+    """A sweep column: exporter(+transform)×backend, plus the job's other varying overrides in brackets."""
+    label = f"{source['exporter']}×{source['backend']}" if source["exporter"] else str(source["backend"])
+    return f"{label} [{source['variant']}]" if source.get("variant") else label
+
+
+# overrides already named by a column label (or by a row: model, batch sizes), and Hydra's own
+_LABELLED = {"model", "exporter", "backend", "transform", "inputs.batch_sizes", "bench.batch_sizes"}
+
+
+def _variants(jobs: list[dict[str, Any]]) -> dict[int, str]:
+    """Per job, the overrides that vary across the sweep and are not in its label yet (e.g. numerics=strict), so
+    jobs differing only there get columns of their own instead of overwriting each other."""
+    parsed = {id(job): dict(o.lstrip("+~").split("=", 1) for o in job.get("overrides") or [] if "=" in o)
+              for job in jobs}
+    keys = {k for overrides in parsed.values() for k in overrides}
+    varying = sorted(k for k in keys if k not in _LABELLED and not k.startswith("hydra.")
+                     and len({overrides.get(k) for overrides in parsed.values()}) > 1)
+    return {key: ", ".join(f"{k}={overrides[k]}" for k in varying if k in overrides) for key, overrides in parsed.items()}
 
 
 def pivot(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -156,13 +176,13 @@ def pairwise(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Seed 002's matrix: max / mean |a - b| between every pair of candidates and the golden, on the same inputs.
 
     Reads each job's candidates_b<N>.npz (report.save_outputs) and the golden's outputs.npz; jobs are grouped
-    by model and batch size. Built only when a sweep ran several backends.
+    by model and batch size. Built only when a sweep ran several backends (or one backend in several settings).
     """
     import itertools
 
     import numpy as np
 
-    if len({source["backend"] for source in sources}) < 2:
+    if len({(source["backend"], source.get("variant")) for source in sources}) < 2:  # one runtime, one setting
         return []
     groups: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
     for source in sources:

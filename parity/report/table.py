@@ -29,21 +29,24 @@ def flat_rows(report: dict[str, Any], job: int | None = None) -> list[dict[str, 
     }
     if not report["checks"]:
         rows.append({**base, "check": None, "batch_size": None, "output": None, "verdict": report["verdict"],
-                     "max_abs": None, "mean_abs": None, "cosine": None, "top1_agreement": None,
+                     "max_abs": None, "mean_abs": None, "cosine": None, "top1_agreement": None, "l2_rel": None,
+                     "prob_diff_max_pp": None,
                      "message": report["error"] or ("golden written" if report["golden"]["written"] else "")})
         return rows
     for check in report["checks"]:
         if not check["outputs"]:
             rows.append({**base, "check": check["check"], "batch_size": check["batch_size"], "output": None,
                          "verdict": check["verdict"], "max_abs": None, "mean_abs": None, "cosine": None,
-                         "top1_agreement": None, "message": check["message"]})
+                         "top1_agreement": None, "l2_rel": None, "prob_diff_max_pp": None,
+                         "message": check["message"]})
         for out in check["outputs"]:
             metrics = out["metrics"]
             cls = out["classification"] or {}
             rows.append({**base, "check": check["check"], "batch_size": check["batch_size"], "output": out["name"],
                          "verdict": out["verdict"], "max_abs": metrics.get("max_abs"),
                          "mean_abs": metrics.get("mean_abs"), "cosine": metrics.get("cosine"),
-                         "top1_agreement": cls.get("top1_agreement"), "message": out["message"]})
+                         "top1_agreement": cls.get("top1_agreement"), "l2_rel": metrics.get("l2_rel"),
+                         "prob_diff_max_pp": cls.get("prob_diff_max_pp"), "message": out["message"]})
     return rows
 
 
@@ -151,17 +154,18 @@ def bench_lines(report: dict[str, Any], fmt: str = "github") -> list[str]:
     body = []
     for r in bench["results"]:
         if r["error"]:
-            body.append([r["batch_size"], *["—"] * 9, f"ERROR: {r['error']}"])
+            body.append([r["batch_size"], *["—"] * 10, f"ERROR: {r['error']}"])
             continue
         flags = [f"UNSTABLE ({r['unstable_reason']})"] if r["unstable"] else []
         if failed:
             flags.insert(0, f"PARITY {bench['parity_verdict']}: not a result")
-        body.append([r["batch_size"], r["runs"], _num(r["median_ms"], ".4g"), _num(r["p90_ms"], ".4g"),
+        body.append([r["batch_size"], r["runs"], _num(r["median_ms"], ".4g"), _num(r["mean_ms"], ".4g"),
+                     _num(r["p90_ms"], ".4g"),
                      _num(r["p95_ms"], ".4g"), _num(r["p99_ms"], ".4g"), _num(r["min_ms"], ".4g"),
                      _num(r["max_ms"], ".4g"), _num(r["std_ms"], ".3g"), _num(r["throughput_per_s"], ".4g"),
                      "; ".join(flags)])
     lines = [f"\nlatency (ms) on {bench.get('backend')}: {bench.get('timing')}",
-             tabulate(body, headers=["batch", "runs", "median", "p90", "p95", "p99", "min", "max", "std",
+             tabulate(body, headers=["batch", "runs", "median", "mean", "p90", "p95", "p99", "min", "max", "std",
                                      "samples/s", "flags"], tablefmt=fmt, disable_numparse=True)]
     for cold in bench.get("cold", []):
         lines.append(f"cold (b={cold['batch_size']}): load {cold['load_s']:.3f} s, first inference "
@@ -188,11 +192,13 @@ def summary_line(report: dict[str, Any]) -> str:
 
 def sweep_table(rows: list[dict[str, Any]], fmt: str = "github") -> str:
     """The multirun table: rows = jobs x outputs."""
-    headers = ["job", "model", "exporter", "backend", "check", "batch", "output", "max abs", "mean abs", "cosine",
-               "top-1", "verdict"]
-    body = [[r["job"], r["model"], r["exporter"] or "—", r["backend"], r["check"] or "—", _num(r["batch_size"], "d"),
-             r["output"] or "—", _num(r["max_abs"]), _num(r["mean_abs"]), _num(r["cosine"], ".6f"),
-             "—" if r["top1_agreement"] is None else f"{r['top1_agreement']:.0%}", r["verdict"]] for r in rows]
+    headers = ["job", "model", "exporter", "backend", "check", "batch", "output", "max abs", "mean abs", "L2 rel",
+               "cosine", "top-1", "Δp max pp", "verdict"]
+    body = [[r["job"], r["model"], r["exporter"] or "—", r["backend"] + (f" [{r['variant']}]" if r.get("variant") else ""),
+             r["check"] or "—", _num(r["batch_size"], "d"), r["output"] or "—", _num(r["max_abs"]),
+             _num(r["mean_abs"]), _num(r.get("l2_rel")), _num(r["cosine"], ".6f"),
+             "—" if r["top1_agreement"] is None else f"{r['top1_agreement']:.0%}", _num(r.get("prob_diff_max_pp")),
+             r["verdict"]] for r in rows]
     return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 
