@@ -59,6 +59,17 @@ def test_silent_cpu_fallback_is_an_error_naming_what_ran(run_parity) -> None:
     assert "CUDAExecutionProvider did not load" in message and "ran on CPUExecutionProvider instead" in message
 
 
+@pytest.mark.skipif(not GPU_ORT, reason="needs onnxruntime-gpu (the GPU profile), which always lists the TensorRT EP")
+def test_ort_trt_without_tensorrt_libraries_is_a_skip_not_a_fallback(run_parity) -> None:
+    from parity.backends.onnxruntime import tensorrt_version
+
+    if tensorrt_version() is not None:
+        pytest.skip(f"TensorRT libraries are present here ({tensorrt_version()})")
+    report, code = run_parity(["model=mlp", "backend=ort_trt"])
+    assert code == 0 and report["verdict"] == "SKIP"
+    assert "needs the TensorRT libraries (libnvinfer)" in report["checks"][1]["message"]
+
+
 # -- numerics --------------------------------------------------------------------------------------------
 
 
