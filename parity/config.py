@@ -399,9 +399,9 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"checks.repeats must be >= 1, got {cfg.checks.repeats}")
     if cfg.checks.localize_chunk < 1:
         raise ConfigError(f"checks.localize_chunk must be >= 1, got {cfg.checks.localize_chunk}")
-    if cfg.checks.probes and str(getattr(model.framework, "value", model.framework)) != "torch":
+    if cfg.checks.probes and framework_name(model) != "torch":
         raise ConfigError(f"checks.probes needs a torch model (forward hooks); model '{model.name}' is "
-                          f"{getattr(model.framework, 'value', model.framework)}")
+                          f"{framework_name(model)}")
     if cfg.checks.probes and not cfg.model.probes:
         raise ConfigError(f"checks.probes=true but model '{cfg.model.name}' declares no probes (model.probes)")
     bench = cfg.bench
@@ -420,6 +420,12 @@ def validate(cfg: Any) -> None:
             raise ConfigError(f"inputs.batch_sizes must be >= 1, got {b}")
         if b > n:
             raise ConfigError(f"batch size {b} exceeds the {n} samples of input set '{cfg.inputs.name}'")
+
+
+def framework_name(model_cfg: Any) -> str:
+    """The `framework` a model config declares, as a plain string ("torch" when the key is absent)."""
+    value = model_cfg.get("framework", "torch")
+    return str(getattr(value, "value", value))
 
 
 def batch_sizes(cfg: Any) -> list[int]:

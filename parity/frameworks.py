@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from parity.config import framework_name
 from parity.errors import ConfigError, ModelError, UnavailableError, one_line
 
 
@@ -168,8 +169,9 @@ class KerasFramework(Framework):
                 "tensorflow": tf.__version__}
 
 
-def keras_outputs(result: Any, output_names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Map a Keras call result (tensor, list/tuple, or dict) onto the declared output names."""
+def output_values(result: Any, output_names: Sequence[str]) -> list[Any]:
+    """A forward result of any framework (one value, a list/tuple, or a dict by name) as its values in declared
+    output order; ModelError when it does not match the declared outputs."""
     if isinstance(result, Mapping):
         missing = [n for n in output_names if n not in result]
         if missing:
@@ -180,8 +182,14 @@ def keras_outputs(result: Any, output_names: Sequence[str]) -> dict[str, np.ndar
     else:
         values = [result]
     if len(values) != len(output_names):
-        raise ModelError(f"model returned {len(values)} outputs, config declares {len(output_names)}: {list(output_names)}")
-    return {name: np.asarray(value) for name, value in zip(output_names, values)}
+        raise ModelError(f"model returned {len(values)} outputs, config declares {len(output_names)}: "
+                         f"{list(output_names)}")
+    return values
+
+
+def keras_outputs(result: Any, output_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """A Keras call result as numpy arrays by declared output name."""
+    return {name: np.asarray(value) for name, value in zip(output_names, output_values(result, output_names))}
 
 
 _FRAMEWORKS: dict[str, type[Framework]] = {"torch": TorchFramework, "keras": KerasFramework}
@@ -189,5 +197,4 @@ _FRAMEWORKS: dict[str, type[Framework]] = {"torch": TorchFramework, "keras": Ker
 
 def framework_for(model_cfg: Any) -> Framework:
     """The framework a model config declares (`framework: torch | keras`)."""
-    name = str(getattr(model_cfg.framework, "value", model_cfg.framework))
-    return _FRAMEWORKS[name]()
+    return _FRAMEWORKS[framework_name(model_cfg)]()

@@ -170,12 +170,12 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
         path=str(golden.path), num_samples=golden.num_samples, created=golden.manifest.get("created"),
         weights_sha256=golden.manifest.get("weights_sha256"),
     )
+    sizes = config_mod.batch_sizes(cfg) if cfg.inputs.batch_sizes else [golden.num_samples]
     framework = framework_for(cfg.model)
     unavailable = _availability(framework)
     if unavailable is not None:  # e.g. a keras model without the `tf` extra: nothing can run here
         log.info("%s is unavailable: %s", framework.name, unavailable)
         report["backend"]["available"], report["backend"]["skip_reason"] = False, unavailable
-        sizes = config_mod.batch_sizes(cfg) if cfg.inputs.batch_sizes else [golden.num_samples]
         for b in sizes:
             for check in ("reference", "backend"):
                 report["checks"].append(CheckResult(check, b, Verdict.SKIP, unavailable).to_dict())
@@ -192,7 +192,6 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
         )
     names, outs = _input_names(cfg), _output_names(cfg)
     _check_golden_matches(cfg, golden.inputs, golden.outputs, golden.num_samples, regenerate)
-    sizes = config_mod.batch_sizes(cfg) if cfg.inputs.batch_sizes else [golden.num_samples]
     too_big = [b for b in sizes if b > golden.num_samples]
     if too_big:
         raise ConfigError(f"batch size(s) {too_big} exceed the golden's {golden.num_samples} samples")
@@ -351,8 +350,7 @@ def _bench(cfg: Any, output_dir: Path, report: dict[str, Any]) -> None:
     record["backend"] = backend.name
     if cfg.bench.plot and any(r["error"] is None for r in record["results"]):
         try:
-            label = artifact_label(exporter.name if exporter else None, transform.name) + f"×{backend.name}" \
-                if exporter else backend.name
+            label = f"{artifact_label(exporter.name, transform.name)}×{backend.name}" if exporter else backend.name
             record["plot"] = str(plot_latency({label: record["results"]}, output_dir / "latency.png",
                                               f"{cfg.model.name}: latency vs batch size"))
         except Exception as exc:  # matplotlib missing or broken: the numbers still stand
@@ -435,9 +433,7 @@ def _export(exporter: Any, transform: Any, model: Any, example: dict[str, np.nda
     if artifact.record.ok:
         log.info("exported %s (sha256 %s…, %.1fs)", artifact.path, artifact.record.sha256[:12],
                  artifact.record.seconds)
-    if transform is not None and not transform.identity:
-        artifact = transform.apply(artifact, calibration, out_dir.with_name(f"{out_dir.name}-{transform.name}"))
-    return artifact
+    return transform.apply(artifact, calibration, out_dir.with_name(f"{out_dir.name}-{transform.name}"))
 
 
 def _determinism(backend: Any, feeds: dict[str, np.ndarray], first: dict[str, np.ndarray], b: int,
@@ -612,8 +608,7 @@ def _example(golden_inputs: dict[str, np.ndarray], axes: dict[str, int], sizes: 
 
 
 def _framework_name(cfg: Any) -> str | None:
-    value = cfg.model.get("framework") if cfg.get("model") is not None else None
-    return None if value is None else str(getattr(value, "value", value))
+    return config_mod.framework_name(cfg.model) if cfg.get("model") is not None else None
 
 
 def _input_names(cfg: Any) -> list[str]:

@@ -105,7 +105,8 @@ def test_localize_all_names_the_perturbed_node(run_parity) -> None:
 def test_localize_all_names_a_node_that_produces_a_graph_output(run_parity) -> None:
     """The last Gemm of the mlp writes the graph output itself: it must be compared and named too."""
     report, code = run_parity(["model=mlp", "exporter=torchscript", "localize=all",
-                               "backend._target_=tests.plugins.PerturbingOrtBackend", "+backend.node_contains=model.4/Gemm"])
+                               "backend._target_=tests.plugins.PerturbingOrtBackend",
+                               "+backend.node_contains=model.4/Gemm"])
     loc = report["localization"]
     assert code == 1 and loc["error"] is None
     assert loc["first_divergent"]["node"] == report["backend"]["runtime"]["perturbed_node"]

@@ -59,7 +59,8 @@ def test_static_quantization_of_a_static_batch_export_calibrates_in_its_batch_si
 def test_a_failing_transform_is_an_error_row_not_a_crash(run_parity) -> None:
     report, code = run_parity(["model=mlp", "transform=fp16", "transform._target_=tests.plugins.BrokenTransform"])
     assert code == 2 and report["checks"][0]["verdict"] == "PASS"
-    assert report["checks"][1]["message"] == "transform fp16 failed: RuntimeError: Unsupported op for quantization: NoSuchOp"
+    assert report["checks"][1]["message"] == \
+        "transform fp16 failed: RuntimeError: Unsupported op for quantization: NoSuchOp"
     assert report["exports"][0]["ok"] and report["exports"][0]["transform"]["ok"] is False
 
 

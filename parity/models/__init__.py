@@ -81,22 +81,12 @@ def run_torch(
 
 
 def outputs_to_dict(result: Any, output_names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Map a forward result (tensor, tuple/list, or dict) onto the declared output names."""
+    """Map a forward result (tensor, tuple/list, or dict) onto the declared output names, as numpy arrays."""
     import torch
 
-    if isinstance(result, torch.Tensor):
-        values = [result]
-    elif isinstance(result, Mapping):
-        missing = [n for n in output_names if n not in result]
-        if missing:
-            raise ModelError(f"model returned keys {sorted(result)}, missing declared outputs {missing}")
-        values = [result[n] for n in output_names]
-    elif isinstance(result, Sequence):
-        values = list(result)
-    else:
-        raise ModelError(f"model returned {type(result).__name__}; expected a tensor, tuple, list or dict")
-    if len(values) != len(output_names):
-        raise ModelError(f"model returned {len(values)} outputs, config declares {len(output_names)}: {list(output_names)}")
+    from parity.frameworks import output_values
+
+    values = output_values(result, output_names)
     bad = [name for name, value in zip(output_names, values) if not isinstance(value, torch.Tensor)]
     if bad:
         raise ModelError(f"model outputs {bad} are not tensors")

@@ -148,7 +148,8 @@ def _variants(jobs: list[dict[str, Any]]) -> dict[int, str]:
     keys = {k for overrides in parsed.values() for k in overrides}
     varying = sorted(k for k in keys if k not in _LABELLED and not k.startswith("hydra.")
                      and len({overrides.get(k) for overrides in parsed.values()}) > 1)
-    return {key: ", ".join(f"{k}={overrides[k]}" for k in varying if k in overrides) for key, overrides in parsed.items()}
+    return {key: ", ".join(f"{k}={overrides[k]}" for k in varying if k in overrides)
+            for key, overrides in parsed.items()}
 
 
 def pivot(rows: list[dict[str, Any]]) -> dict[str, Any]:
