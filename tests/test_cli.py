@@ -145,7 +145,11 @@ def test_multirun_exporter_backend_matrices(cli, tmp_path: Path) -> None:
     assert m4["labels"][0] == "golden" and set(m4["labels"]) == {"golden", *pivot["columns"]}
     assert len(m4["pairs"]) == 6
     golden_torch = next(p for p in m4["pairs"] if {p["a"], p["b"]} == {"golden", "torch_cpu"})
-    assert golden_torch["max_abs"] == 0.0  # eager torch on CPU reproduces its own golden exactly
+    # eager torch on the CPU is the live reference: its distance from the golden is the reference check's, to the
+    # last bit (0 on the machine that made the golden; other CPUs' kernels round differently)
+    reference = next(r for r in document["rows"] if r["backend"] == "torch_cpu" and r["check"] == "reference"
+                     and r["batch_size"] == 4)
+    assert golden_torch["max_abs"] == reference["max_abs"] < 1e-6
     assert "== exporter × backend" in proc.stdout and "== pairwise max / mean |a − b|: mlp b=4 logits" in proc.stdout
 
 

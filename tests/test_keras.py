@@ -47,6 +47,26 @@ def test_cifar10_vgg_is_seeded_and_matches_its_golden() -> None:
 
 
 @needs_tf
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_cifar10_vgg_weights_do_not_depend_on_the_cpu_kernels(onednn: str) -> None:
+    """oneDNN on and off round float32 convolutions differently, as other CPUs do: the weights must not follow."""
+    import subprocess
+    import sys
+
+    code = ("from parity.frameworks import framework_for\n"
+            "from tests.conftest import compose_cfg\n"
+            "cfg = compose_cfg(['model=cifar10_vgg'])\n"
+            "keras = framework_for(cfg.model)\n"
+            "print('SHA=' + keras.weights_sha256(keras.build(cfg.model)))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "TF_ENABLE_ONEDNN_OPTS": onednn,
+                               "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    manifest = json.loads((GOLDEN_DIR / "manifest.json").read_text())
+    assert f"SHA={manifest['weights_sha256']}" in proc.stdout.splitlines()
+
+
+@needs_tf
 @pytest.mark.parametrize("exporter", ["tf2onnx", "keras_export"])
 def test_keras_exporters_pass_on_ort_cpu(run_parity, exporter: str) -> None:
     report, code = run_parity(["model=cifar10_vgg", f"exporter={exporter}"])

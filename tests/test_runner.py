@@ -48,7 +48,10 @@ def test_dynamo_ignoring_the_requested_opset_is_recorded(run_parity) -> None:
 def test_torch_backend_needs_no_export(run_parity) -> None:
     report, code = run_parity(["model=mlp", "backend=torch_cpu"])
     assert code == 0 and report["exports"] == [] and report["exporter"] is None
-    assert report["checks"][1]["outputs"][0]["metrics"]["max_abs"] == 0.0
+    # eager torch on the CPU is the reference itself: the same numbers against the golden, to the last bit (the
+    # golden may come from another CPU, whose kernels round differently: exactly 0 only on the golden's machine)
+    reference, backend = (c["outputs"][0]["metrics"] for c in report["checks"])
+    assert backend == reference and backend["max_abs"] < 1e-6
 
 
 def test_planted_onnx_weight_fault_fails(run_parity) -> None:
