@@ -124,7 +124,7 @@ def _make_golden(cfg: Any, store: GoldenStore, report: dict[str, Any]) -> None:
     from parity.frameworks import framework_for
 
     model_name, input_set = cfg.model.name, cfg.inputs.name
-    framework = framework_for(cfg.model)
+    framework = framework_for(cfg.model.framework)
     report["exporter"] = None  # the golden's reference is the eager source model: no exporter or backend runs
     report["transform"] = None
     report["backend"].update(name=f"{framework.reference_backend} (reference)", accepts=framework.name,
@@ -171,7 +171,7 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
         weights_sha256=golden.manifest.get("weights_sha256"),
     )
     sizes = config_mod.batch_sizes(cfg) if cfg.inputs.batch_sizes else [golden.num_samples]
-    framework = framework_for(cfg.model)
+    framework = framework_for(cfg.model.framework)
     unavailable = _availability(framework)
     if unavailable is not None:  # e.g. a keras model without the `tf` extra: nothing can run here
         log.info("%s is unavailable: %s", framework.name, unavailable)
@@ -209,7 +209,7 @@ def _verify(cfg: Any, store: GoldenStore, output_dir: Path, report: dict[str, An
     def make_artifact(b: int, key: int | None, probed: bool = False) -> Artifact:
         """The runnable model for batch size b: the live module, or an (optionally probed) ONNX export."""
         if probed:  # torch forward hooks: imported only when probes run (keras jobs need no torch)
-            from parity.probes import ProbedModule, probe_output_name
+            from parity.diagnostics.torch_hooks import ProbedModule, probe_output_name
         probe_names = [probe_output_name(p) for p in cfg.model.probes] if probed else []
         model = ProbedModule(module, cfg.model.probes) if probed else module
         all_outs = outs + probe_names
@@ -304,7 +304,7 @@ def _bench(cfg: Any, output_dir: Path, report: dict[str, Any]) -> None:
     sizes = list(cfg.bench.batch_sizes or cfg.inputs.batch_sizes or [int(cfg.inputs.num_samples)])
     verified = [c["verdict"] for c in report["checks"]]
     parity_verdict = overall(verified).value if verified else None
-    framework = framework_for(cfg.model)
+    framework = framework_for(cfg.model.framework)
     reason = _availability(framework)
     backend = exporter = transform = None
     if reason is None:
@@ -459,7 +459,7 @@ def _probes(cfg: Any, module: Any, backend: Any, make_artifact: Any, golden_inpu
             main_candidate: dict[str, np.ndarray] | None) -> dict[str, Any]:
     """Probe tensors from torch hooks (reference) vs the probed artifact on the backend, in forward order."""
     from parity.compare import error_metrics, tolerance_for, within
-    from parity.probes import probe_output_name, run_with_probes
+    from parity.diagnostics.torch_hooks import probe_output_name, run_with_probes
 
     record: dict[str, Any] = {"batch_size": b, "probes": [], "first_exceeding": None, "side_effect_max_abs": None,
                               "side_effect_ok": None, "error": None}

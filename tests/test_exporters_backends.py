@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from parity import inputs as inputs_mod
 from parity.artifact import Artifact
 from parity.errors import BackendError
-from parity.models import build_model, run_torch
+from parity.frameworks.torch import build_model, run_torch
 from tests.conftest import compose_cfg
 
 EXPORTERS = ["dynamo", "torchscript", "jit_trace"]

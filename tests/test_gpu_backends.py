@@ -141,7 +141,7 @@ def test_onnx_content_hash_covers_external_data(tmp_path: Path) -> None:
     from hydra.utils import instantiate
 
     from parity import inputs as inputs_mod
-    from parity.models import build_model
+    from parity.frameworks.torch import build_model
 
     cfg = compose_cfg(["model=mlp", "exporter=dynamo", "exporter.external_data=true"])
     feeds = inputs_mod.generate(cfg.model.inputs, 2, 0)

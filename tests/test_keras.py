@@ -35,7 +35,7 @@ def test_cifar10_vgg_is_seeded_and_matches_its_golden() -> None:
     from parity.frameworks import framework_for
 
     cfg = compose_cfg(["model=cifar10_vgg"])
-    keras = framework_for(cfg.model)
+    keras = framework_for(cfg.model.framework)
     first, second = keras.build(cfg.model), keras.build(cfg.model)
     manifest = json.loads((GOLDEN_DIR / "manifest.json").read_text())
     assert keras.weights_sha256(first) == keras.weights_sha256(second) == manifest["weights_sha256"]
@@ -56,7 +56,7 @@ def test_cifar10_vgg_weights_do_not_depend_on_the_cpu_kernels(onednn: str) -> No
     code = ("from parity.frameworks import framework_for\n"
             "from tests.conftest import compose_cfg\n"
             "cfg = compose_cfg(['model=cifar10_vgg'])\n"
-            "keras = framework_for(cfg.model)\n"
+            "keras = framework_for(cfg.model.framework)\n"
             "print('SHA=' + keras.weights_sha256(keras.build(cfg.model)))\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "TF_ENABLE_ONEDNN_OPTS": onednn,

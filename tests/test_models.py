@@ -10,7 +10,7 @@ import torch
 
 from parity import inputs as inputs_mod
 from parity.errors import ConfigError
-from parity.models import build_model, outputs_to_dict, weights_sha256
+from parity.frameworks.torch import build_model, outputs_to_dict, weights_sha256
 from parity.models.resnet import resnet18
 from tests.conftest import SEARCHPATH, compose_cfg
 

@@ -30,7 +30,7 @@ def test_dcnv2_batch_sweep_breaks_at_batch_1_and_the_other_sizes_still_run(run_p
 
 
 def test_dcnv2_heavy_config_builds_its_size() -> None:
-    from parity.models import build_model
+    from parity.frameworks.torch import build_model
     from tests.conftest import compose_cfg
 
     cfg = compose_cfg(["model=dcnv2_heavy"])

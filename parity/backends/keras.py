@@ -35,12 +35,12 @@ class KerasBackend(Backend):
         self._tmp: Path | None = None
 
     def availability(self) -> str | None:
-        from parity.frameworks import keras_unavailable
+        from parity.frameworks.keras import keras_unavailable
 
         return keras_unavailable()
 
     def _load_impl(self, artifact: Artifact) -> None:
-        from parity.frameworks import import_keras
+        from parity.frameworks.keras import import_keras
 
         tf, _ = import_keras()
         tf.config.experimental.enable_op_determinism()  # as the reference runs; process-wide, TF has no "disable"
@@ -57,7 +57,7 @@ class KerasBackend(Backend):
     def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import tensorflow as tf
 
-        from parity.frameworks import keras_outputs
+        from parity.frameworks.keras import keras_outputs
 
         assert self._loaded is not None
         args = [np.ascontiguousarray(feeds[name]) for name in self._loaded.input_names]

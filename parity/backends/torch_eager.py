@@ -47,7 +47,7 @@ class TorchBackend(Backend):
             torch.set_num_threads(self.num_threads)
 
     def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from parity.models import deterministic, run_torch
+        from parity.frameworks.torch import deterministic, run_torch
 
         assert self._loaded is not None
         with deterministic(self.num_threads):

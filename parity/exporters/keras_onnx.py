@@ -19,7 +19,7 @@ class _KerasExporter(Exporter):
     source = "keras"
 
     def availability(self) -> str | None:
-        from parity.frameworks import keras_unavailable
+        from parity.frameworks.keras import keras_unavailable
 
         return keras_unavailable("tf2onnx")
 

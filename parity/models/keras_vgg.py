@@ -50,7 +50,7 @@ def cifar10_vgg(widths: tuple[int, ...] = (32, 64, 128), convs_per_block: int = 
     in float32, their last bits follow the CPU's convolution kernels (oneDNN on or off, AVX2, AVX-512, AMX), so
     the weights, and with them the golden's weight hash, would differ from machine to machine.
     """
-    from parity.frameworks import import_keras
+    from parity.frameworks.keras import import_keras
 
     _, keras = import_keras()
     options = dict(widths=tuple(widths), convs_per_block=convs_per_block, dense=dense, num_classes=num_classes,

@@ -1,4 +1,4 @@
-"""Layer probes: intermediate module outputs from torch hooks and as extra ONNX graph outputs (seed 003)."""
+"""Layer probes in torch: forward hooks on the probed modules, and a wrapper returning their tensors as extra outputs."""
 
 from __future__ import annotations
 

@@ -1,0 +1,104 @@
+"""Keras 3 models on the TensorFlow backend (the `tf` extra): seeded construction, weight hashing, the reference."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from parity.errors import ConfigError, ModelError, UnavailableError, one_line
+from parity.frameworks.base import Framework, output_values
+
+
+def import_keras() -> tuple[Any, Any]:
+    """(tensorflow, keras) with Keras on the TensorFlow backend and TensorFlow's C++ log chatter off.
+
+    Raises UnavailableError naming what is missing or misconfigured.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    try:
+        import keras
+        import tensorflow as tf
+    except ImportError as exc:
+        raise UnavailableError(f"tensorflow/keras are not installed ({one_line(exc)}): "
+                               "pip install -e '.[tf]' (tensorflow-cpu, keras, tf2onnx)") from exc
+    if keras.backend.backend() != "tensorflow":
+        raise UnavailableError(f"Keras runs on the '{keras.backend.backend()}' backend; parity's keras models need "
+                               "KERAS_BACKEND=tensorflow")
+    return tf, keras
+
+
+def keras_unavailable(*extra_modules: str) -> str | None:
+    """None when Keras on TensorFlow (and `extra_modules`) import here, else the reason they do not."""
+    try:
+        import_keras()
+        for module in extra_modules:
+            __import__(module)
+    except UnavailableError as exc:
+        return str(exc)
+    except ImportError as exc:
+        return f"{exc.name or 'a module'} is not installed ({one_line(exc)}): pip install -e '.[tf]'"
+    except Exception as exc:  # installed but broken (e.g. a protobuf mismatch): it cannot run here either
+        return f"tensorflow/keras do not import here ({one_line(exc)})"
+    return None
+
+
+def keras_outputs(result: Any, output_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """A Keras call result as numpy arrays by declared output name."""
+    return {name: np.asarray(value) for name, value in zip(output_names, output_values(result, output_names))}
+
+
+class KerasFramework(Framework):
+    """Keras 3 on TensorFlow, run eagerly on the CPU with op determinism on."""
+
+    name = "keras"
+    reference_backend = "tf_cpu"
+
+    def availability(self) -> str | None:
+        return keras_unavailable()
+
+    def build(self, model_cfg: Any) -> Any:
+        from hydra.utils import instantiate
+
+        _, keras = import_keras()
+        keras.utils.set_random_seed(int(model_cfg.seed))  # python, numpy and TensorFlow seeds at once
+        try:
+            model = instantiate(model_cfg.builder, _convert_="all")
+        except Exception as exc:
+            cause = exc.__cause__ or exc
+            raise ConfigError(f"model '{model_cfg.name}': builder failed: {one_line(cause)}") from exc
+        if not isinstance(model, keras.Model):
+            raise ConfigError(f"model '{model_cfg.name}': builder returned {type(model).__name__}, not a keras.Model")
+        if model.dtype_policy.name != "float32":
+            raise ConfigError(f"model '{model_cfg.name}': dtype policy {model.dtype_policy.name}, parity needs float32")
+        return model
+
+    def weights_sha256(self, model: Any) -> str:
+        digest = hashlib.sha256()
+        for variable in model.weights:  # trainable and non-trainable (BatchNorm moving statistics), in layer order
+            array = np.ascontiguousarray(np.asarray(variable.numpy()))
+            digest.update(f"{variable.path}|{array.dtype}|{tuple(array.shape)}\n".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()
+
+    def run(self, model: Any, feeds: Mapping[str, np.ndarray], input_names: Sequence[str],
+            output_names: Sequence[str]) -> dict[str, np.ndarray]:
+        tf, _ = import_keras()
+        tf.config.experimental.enable_op_determinism()
+        args = [np.ascontiguousarray(feeds[name]) for name in input_names]
+        try:
+            with tf.device("/CPU:0"):
+                result = model(args[0] if len(args) == 1 else args, training=False)
+        except Exception as exc:
+            raise ModelError(f"keras forward failed: {one_line(exc)}") from exc
+        return keras_outputs(result, output_names)
+
+    def reference_info(self) -> dict[str, Any]:
+        import tensorflow as tf
+
+        return {"backend": "keras eager (tensorflow)", "device": "cpu", "dtype": "float32", "deterministic": True,
+                "tensorflow": tf.__version__}
