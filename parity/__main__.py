@@ -1,4 +1,7 @@
-"""`python -m parity`: the Hydra entry point; heavy frameworks are imported only inside a job."""
+"""`python -m parity`: the command line only. Compose (Hydra) -> plan -> pipeline -> exit code.
+
+Nothing imports this module; heavy frameworks are imported only inside a job.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +18,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from parity.cli_help import render_help, wants_parity_help
 from parity.config import register_configs
-from parity.errors import ConfigError, ParityError, one_line
+from parity.errors import ConfigError, ParityError, config_error_line, one_line
+from parity.report import outcome
 
 register_configs()
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")  # a symlink to conf/ in a checkout; real in a wheel
-_EXIT_CODES: list[int] = []
 _CONFIG_ERRORS: list[ConfigError] = []
 
 
@@ -29,30 +32,23 @@ def _job(cfg: DictConfig) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_original_cwd
 
-    from parity.runner import preflight, run_job
+    from parity.pipeline import run_job
+    from parity.plan import JobContext, build_plan
 
     hc = HydraConfig.get()
     multirun = hc.mode is not None and str(hc.mode).endswith("MULTIRUN")
+    context = JobContext(output_dir=Path(hc.runtime.output_dir), start_dir=Path(get_original_cwd()),
+                         overrides=tuple(hc.overrides.task), num=hc.job.get("num") if multirun else None)
+    plan = None
     if not multirun:  # a single run's config error is one line on stderr; in a sweep it is that job's ERROR
         try:
-            preflight(cfg)
+            plan = build_plan(cfg)
         except ConfigError as exc:
             _CONFIG_ERRORS.append(exc)  # raised here, Hydra would print its own "Error executing job" line
             return {}
-    report, code = run_job(
-        cfg,
-        output_dir=Path(hc.runtime.output_dir),
-        start_dir=Path(get_original_cwd()),
-        overrides=list(hc.overrides.task),
-        job_num=hc.job.get("num") if multirun else None,
-    )
-    _EXIT_CODES.append(code)
-    return report
-
-
-def record_exit_code(code: int) -> None:
-    """Lets the multirun callback fold its aggregate verdict into the process exit code."""
-    _EXIT_CODES.append(code)
+    report = run_job(cfg, context, plan)
+    outcome.record_job(report.exit_code)
+    return report.to_dict()
 
 
 def main() -> None:
@@ -87,22 +83,7 @@ def main() -> None:
     if _CONFIG_ERRORS:
         sys.stderr.write(f"parity: configuration error: {one_line(_CONFIG_ERRORS[0])}\n")
         sys.exit(2)
-    sys.exit(max(_EXIT_CODES, default=0))
-
-
-def config_error_line(exc: BaseException) -> str:
-    """Hydra/OmegaConf errors are multi-line; keep the message and the key it concerns, on one line."""
-    parts: list[str] = []
-    current: BaseException | None = exc
-    while current is not None and len(parts) < 3:
-        lines = [ln.strip() for ln in str(current).strip().splitlines() if ln.strip()]
-        head = lines[0] if lines else type(current).__name__
-        key = next((ln for ln in lines[1:] if ln.startswith("full_key:")), None)
-        text = head + (f" ({key})" if key and key.split(":", 1)[1].strip() else "")
-        if "$VALUE" not in head and not any(head in earlier for earlier in parts):
-            parts.append(text)
-        current = current.__cause__ or current.__context__
-    return " <- ".join(parts)
+    sys.exit(outcome.exit_code())
 
 
 if __name__ == "__main__":

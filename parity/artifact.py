@@ -1,4 +1,4 @@
-"""What an exporter hands to a backend: an ONNX file on disk, or the torch module itself."""
+"""What runs on a backend: an exported file on disk, or the live source model itself."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from parity.results import ExportRecord
 class Artifact:
     """A runnable form of the model.
 
-    `kind` is "torch" (the live module, for eager backends) or "onnx" (`path` to the
-    .onnx file, with any external-data files beside it in the same directory).
+    `kind` is what produced it: a framework's name ("torch", "keras": `module` is the live model, for eager
+    backends) or an exporter's / transform's `produces` ("onnx": `path` to the .onnx file, with any external-data
+    files beside it in the same directory). Backends declare the kinds they accept.
     """
 
     kind: str
@@ -29,6 +30,15 @@ class Artifact:
     module: Any = None
     record: ExportRecord | None = None
     input_axes: dict[str, int] = field(default_factory=dict)  # batch axis of every input
+
+    def failure(self) -> str | None:
+        """Why this artifact cannot run (its export or transform failed), or None."""
+        return self.record.failure() if self.record is not None else None
+
+    @property
+    def sha256(self) -> str | None:
+        """The SHA-256 of what runs (the transformed file's when there is a transform); None for a live model."""
+        return self.record.final_sha256 if self.record is not None else None
 
 
 def hash_files(directory: Path) -> tuple[str, tuple[str, ...], int]:

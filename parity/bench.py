@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from parity import inputs as inputs_mod
-from parity.errors import ParityError, one_line
+from parity.errors import ExportError, ParityError, one_line
+from parity.results import BenchReport, BenchResult, ColdStart
 from parity.timing import latency_stats, stability
 
 log = logging.getLogger("parity")
@@ -39,8 +42,8 @@ def threads(backend: Any) -> dict[str, Any]:
     record: dict[str, Any] = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     record["cpu_count"] = os.cpu_count()
     for attr in ("intra_op_num_threads", "inter_op_num_threads", "num_threads"):
-        if hasattr(backend, attr):
-            record[attr] = getattr(backend, attr)
+        if hasattr(backend.config, attr):
+            record[attr] = getattr(backend.config, attr)
     try:
         import torch
 
@@ -50,58 +53,62 @@ def threads(backend: Any) -> dict[str, Any]:
     return record
 
 
-def run_bench(cfg: Any, backend: Any, artifact_for: Callable[[int], Any], sizes: list[int]) -> dict[str, Any]:
-    """Benchmark `backend` at each batch size; an error at one size is recorded and the others still run.
-
-    `artifact_for(b)` returns the artifact serving batch size b (the same object for a dynamic-batch export).
-    """
-    bench = cfg.bench
-    record: dict[str, Any] = {
-        "settings": {k: bench[k] for k in bench if k != "batch_sizes"} | {"batch_sizes": list(sizes)},
-        "timing": None,
-        "include_transfers": bool(bench.include_transfers),
-        "threads": threads(backend),
-        "cold": [],
-        "results": [],
-        "parity_verdict": None,
-        "plot": None,
-        "plot_error": None,
-    }
-    loaded = None
-    for b in sizes:
-        entry: dict[str, Any] = {"batch_size": b, "error": None}
+def run_bench(settings: Any, cache: Any, sizes: Sequence[int], input_specs: Sequence[Any]) -> BenchReport:
+    """Benchmark the cache's backend at each batch size on the artifact the cache holds for it (in verify+bench,
+    the very artifact the verify checked). One session per artifact; its load time and first inference are the
+    cold numbers. An error at one size is recorded and the others still run."""
+    backend = cache.conversion.backend
+    timing, thread_record = None, threads(backend)
+    cold: list[ColdStart] = []
+    results: list[BenchResult] = []
+    for _, same_artifact in itertools.groupby(sizes, key=cache.key):
+        group = list(same_artifact)
+        artifact = cache.get(group[0])
         try:
-            feeds = inputs_mod.generate(cfg.model.inputs, b, int(bench.seed))  # outside any timed region
-            artifact = artifact_for(b)
-            if artifact is not loaded:
-                backend.close()
-                start = time.perf_counter()
-                backend.load(artifact)
+            if artifact.failure():
+                raise ExportError(artifact.failure())
+            start = time.perf_counter()
+            with backend.prepare(artifact) as session:
                 load_s = time.perf_counter() - start
-                loaded = artifact
-                record["threads"] = threads(backend)  # as in force once loaded (a backend may set its own)
-                run, record["timing"] = backend.timer(feeds, bool(bench.include_transfers))
-                first_ms = run() * 1e3
-                record["cold"].append({"batch_size": b, "load_s": load_s, "first_inference_ms": first_ms})
-            else:
-                run, record["timing"] = backend.timer(feeds, bool(bench.include_transfers))
-            samples = measure(run, bench)
-            stats = latency_stats(samples, b)
-            unstable, why = stability(stats, bench.unstable_p99_ratio, bench.unstable_cv)
-            entry.update(stats, unstable=unstable, unstable_reason=why)
-            log.info("bench b=%d: median %.3f ms over %d runs%s", b, stats["median_ms"], stats["runs"],
-                     f" (unstable: {why})" if unstable else "")
-        except ParityError as exc:
-            loaded = None
-            entry["error"] = one_line(exc)
-            log.error("bench b=%d: %s", b, entry["error"])
-        except Exception as exc:  # a runtime failing at one size (seed 004's batch 1) must not stop the others
-            loaded = None
-            entry["error"] = one_line(exc)
-            log.error("bench b=%d: %s", b, entry["error"])
-        record["results"].append(entry)
-    backend.close()
-    return record
+                thread_record = threads(backend)  # as in force once loaded (a backend may set its own)
+                for b in group:
+                    result, timing, first_ms = _one_size(settings, session, b, input_specs, artifact.sha256,
+                                                         timing, first=b == group[0])
+                    if first_ms is not None:
+                        cold.append(ColdStart(b, load_s, first_ms))
+                    results.append(result)
+        except ParityError as exc:  # the artifact could not be made or loaded: every size it serves
+            done = {r.batch_size for r in results}
+            for b in group:
+                if b not in done:
+                    results.append(BenchResult(batch_size=b, error=one_line(exc), artifact_sha256=artifact.sha256))
+                    log.error("bench b=%d: %s", b, results[-1].error)
+    return BenchReport(settings=_settings(settings, sizes), timing=timing,
+                       include_transfers=bool(settings.include_transfers), threads=thread_record, cold=tuple(cold),
+                       results=tuple(results))
+
+
+def _one_size(settings: Any, session: Any, b: int, input_specs: Sequence[Any], sha256: str | None,
+              timing: str | None, first: bool) -> tuple[BenchResult, str | None, float | None]:
+    """(result, what the timer covers, the first inference in ms when `first`) for one batch size."""
+    try:
+        feeds = inputs_mod.generate(input_specs, b, int(settings.seed))  # outside any timed region
+        run, timing = session.timer(feeds, bool(settings.include_transfers))
+        first_ms = run() * 1e3 if first else None
+        stats = latency_stats(measure(run, settings), b)
+    except Exception as exc:  # a runtime failing at one size (seed 004's batch 1) must not stop the others
+        log.error("bench b=%d: %s", b, one_line(exc))
+        return BenchResult(batch_size=b, error=one_line(exc), artifact_sha256=sha256), timing, None
+    unstable, why = stability(stats, settings.unstable_p99_ratio, settings.unstable_cv)
+    log.info("bench b=%d: median %.3f ms over %d runs%s", b, stats["median_ms"], stats["runs"],
+             f" (unstable: {why})" if unstable else "")
+    return BenchResult(batch_size=b, stats=stats, unstable=unstable, unstable_reason=why,
+                       artifact_sha256=sha256), timing, first_ms
+
+
+def _settings(settings: Any, sizes: Sequence[int]) -> dict[str, Any]:
+    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.name != "batch_sizes"}
+    return {**values, "batch_sizes": list(sizes)}
 
 
 def plot_latency(series: dict[str, list[dict[str, Any]]], path: Path, title: str) -> Path:

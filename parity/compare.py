@@ -1,7 +1,12 @@
-"""Per-output error metrics, classification agreement, tolerances and verdicts (numpy only)."""
+"""Difference statistics of two arrays, the one tolerance rule, classification agreement (numpy only).
+
+Every comparison in parity (output checks, determinism, layer probes, localisation, a sweep's pairwise matrix)
+measures with `difference` and judges with `Tolerance.violations` / `Tolerance.accepts`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,30 +20,114 @@ GRADES = ((1.0, "excellent"), (5.0, "good"), (10.0, "look"))  # seed 000's gradi
 
 @dataclass(frozen=True)
 class Tolerance:
-    """The resolved tolerance for one output."""
+    """The resolved tolerance for one output: which statistic must hold (`check`), and its limits."""
 
     atol: float
     rtol: float
-    check: Check
+    check: Check = Check.elementwise
     min_top1_agreement: float | None = None
     max_prob_diff_pp: float | None = None
 
+    def violations(self, stats: Mapping[str, Any], classification: Mapping[str, Any] | None = None) -> list[str]:
+        """Why `stats` (from `difference(reference, candidate, self)`) fail this tolerance; [] when they pass.
 
-def tolerance_for(tol_cfg: Any, output_name: str) -> Tolerance:
-    """Defaults of the tolerance option, overridden by its per_output entry for this output."""
-    override = tol_cfg.per_output.get(output_name) if tol_cfg.per_output else None
+        NaN/Inf on either side never passes. `elementwise`: every element within atol + rtol·|reference|
+        (numpy.allclose's rule); `max`/`mean`/`median`: that statistic of |d| <= atol, or of |d|/|reference| <=
+        rtol (Polygraphy's check_error_stat); `l2_rel`: ||d|| / ||reference|| <= rtol. With `classification`
+        (top-1 agreement, probability differences), its thresholds apply too where they are set.
+        """
+        problems = []
+        if stats["nonfinite"]:
+            problems.append(f"{stats['nonfinite']} NaN/Inf value(s) in the candidate")
+        if stats["golden_nonfinite"]:
+            problems.append(f"{stats['golden_nonfinite']} NaN/Inf value(s) in the golden")
+        if self.check is Check.elementwise:
+            if stats["pct_outside"] is None:
+                raise ValueError("elementwise needs difference(..., tolerance) to count the elements outside")
+            if stats["pct_outside"] > 0.0:
+                problems.append(f"{stats['pct_outside']:.4g}% of elements outside atol={self.atol:g} "
+                                f"rtol={self.rtol:g} (max abs {stats['max_abs']:.3g} at {stats['worst_index']})")
+        elif self.check is Check.l2_rel:
+            if not stats["l2_rel"] <= self.rtol:
+                problems.append(f"relative L2 error {stats['l2_rel']:.3g} > rtol {self.rtol:g}")
+        else:
+            stat = self.check.value
+            if not (stats[f"{stat}_abs"] <= self.atol or stats[f"{stat}_rel"] <= self.rtol):
+                problems.append(f"{stat} abs {stats[stat + '_abs']:.3g} > atol {self.atol:g} and "
+                                f"{stat} rel {stats[stat + '_rel']:.3g} > rtol {self.rtol:g}")
+        if classification is not None:
+            if self.min_top1_agreement is not None and classification["top1_agreement"] < self.min_top1_agreement:
+                problems.append(f"top-1 agreement {classification['top1_agreement']:.2%} < "
+                                f"{self.min_top1_agreement:.2%}")
+            if self.max_prob_diff_pp is not None and classification["prob_diff_max_pp"] > self.max_prob_diff_pp:
+                problems.append(f"probability diff {classification['prob_diff_max_pp']:.3g} pp > "
+                                f"{self.max_prob_diff_pp:g} pp")
+        return problems
 
-    def pick(key: str) -> Any:
-        value = getattr(override, key, None) if override is not None else None
-        return getattr(tol_cfg, key) if value is None else value
+    def accepts(self, stats: Mapping[str, Any], classification: Mapping[str, Any] | None = None) -> bool:
+        return not self.violations(stats, classification)
 
-    return Tolerance(
-        atol=float(pick("atol")),
-        rtol=float(pick("rtol")),
-        check=Check(pick("check")),
-        min_top1_agreement=tol_cfg.min_top1_agreement,
-        max_prob_diff_pp=tol_cfg.max_prob_diff_pp,
-    )
+
+@dataclass(frozen=True)
+class ToleranceSet:
+    """Tolerances by output (or probe) name; `default` for every name without an entry of its own."""
+
+    default: Tolerance
+    per_name: Mapping[str, Tolerance]
+
+    def __call__(self, name: str) -> Tolerance:
+        return self.per_name.get(name, self.default)
+
+
+def difference(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance | None = None) -> dict[str, Any]:
+    """Statistics of candidate - reference over the elements finite on both sides, computed in float64.
+
+    Same shapes required. `pct_outside`, the share of elements outside atol + rtol·|reference| (non-finite ones
+    always count as outside), needs a `tolerance`; without one it is None.
+    """
+    reference, candidate = np.asarray(reference), np.asarray(candidate)
+    ref = reference.astype(np.float64)
+    cand = candidate.astype(np.float64)
+    finite = np.isfinite(cand) & np.isfinite(ref)
+    diff = np.where(finite, np.abs(cand - ref), 0.0)
+    abs_ref = np.where(finite, np.abs(ref), 0.0)
+    # relative error over the elements whose reference value is non-zero (|d| / 0 says nothing and overflows sums)
+    nonzero = finite & (abs_ref > 0)
+    rel = diff[nonzero] / abs_ref[nonzero]
+    zero_ref_diff = bool(np.any(diff[finite & (abs_ref == 0)] > 0))
+    count = max(int(np.count_nonzero(finite)), 1)
+    ref_f, cand_f = np.where(finite, ref, 0.0).ravel(), np.where(finite, cand, 0.0).ravel()
+    ref_norm, cand_norm = float(np.linalg.norm(ref_f)), float(np.linalg.norm(cand_f))
+    l2 = float(np.linalg.norm(diff))
+    if ref_norm == 0.0 and cand_norm == 0.0:
+        cosine = 1.0
+    elif ref_norm == 0.0 or cand_norm == 0.0:
+        cosine = 0.0
+    else:
+        cosine = float(np.dot(ref_f, cand_f) / (ref_norm * cand_norm))
+    pct_outside = None
+    if tolerance is not None:
+        outside = (diff > tolerance.atol + tolerance.rtol * abs_ref) | ~finite
+        pct_outside = 100.0 * float(outside.sum()) / max(outside.size, 1)
+    worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
+    no_rel = float("inf") if zero_ref_diff else 0.0
+    return {
+        "max_abs": float(diff.max()) if diff.size else 0.0,
+        "mean_abs": float(diff.sum() / count),
+        "median_abs": float(np.median(diff[finite])) if finite.any() else 0.0,
+        "max_rel": float(rel.max()) if rel.size else no_rel,
+        "mean_rel": float(rel.mean()) if rel.size else no_rel,
+        "median_rel": float(np.median(rel)) if rel.size else no_rel,
+        "l2_diff": l2,
+        "l2_rel": l2 / ref_norm if ref_norm > 0 else (0.0 if l2 == 0 else float("inf")),
+        "cosine": cosine,
+        "pct_outside": pct_outside,
+        "worst_index": [int(i) for i in worst],
+        "worst_reference": float(reference[worst]) if diff.size else None,
+        "worst_candidate": float(candidate[worst]) if diff.size else None,
+        "nonfinite": int(np.size(cand) - np.count_nonzero(np.isfinite(cand))),
+        "golden_nonfinite": int(np.size(ref) - np.count_nonzero(np.isfinite(ref))),
+    }
 
 
 def grade(prob_diff_pp: float) -> str:
@@ -78,60 +167,6 @@ def classification_metrics(reference: np.ndarray, candidate: np.ndarray, kind: O
     }
 
 
-def error_metrics(reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
-    """Difference statistics on the elements where the candidate is finite (computed in float64)."""
-    ref = reference.astype(np.float64)
-    cand = candidate.astype(np.float64)
-    finite = np.isfinite(cand) & np.isfinite(ref)
-    nonfinite = int(np.size(cand) - np.count_nonzero(np.isfinite(cand)))
-    diff = np.where(finite, np.abs(cand - ref), 0.0)
-    abs_ref = np.where(finite, np.abs(ref), 0.0)
-    # relative error over the elements whose golden value is non-zero (|d| / 0 says nothing and overflows sums)
-    nonzero = finite & (abs_ref > 0)
-    rel = diff[nonzero] / abs_ref[nonzero]
-    zero_ref_diff = bool(np.any(diff[finite & (abs_ref == 0)] > 0))
-    count = max(int(np.count_nonzero(finite)), 1)
-    outside = (diff > atol + rtol * abs_ref) | ~finite  # non-finite on either side never counts as close
-    ref_f = np.where(finite, ref, 0.0).ravel()
-    cand_f = np.where(finite, cand, 0.0).ravel()
-    ref_norm, cand_norm = float(np.linalg.norm(ref_f)), float(np.linalg.norm(cand_f))
-    l2 = float(np.linalg.norm(diff))
-    if ref_norm == 0.0 and cand_norm == 0.0:
-        cosine = 1.0
-    elif ref_norm == 0.0 or cand_norm == 0.0:
-        cosine = 0.0
-    else:
-        cosine = float(np.dot(ref_f, cand_f) / (ref_norm * cand_norm))
-    worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
-    return {
-        "max_abs": float(diff.max()) if diff.size else 0.0,
-        "mean_abs": float(diff.sum() / count),
-        "median_abs": float(np.median(diff[finite])) if finite.any() else 0.0,
-        "max_rel": float(rel.max()) if rel.size else (float("inf") if zero_ref_diff else 0.0),
-        "mean_rel": float(rel.mean()) if rel.size else (float("inf") if zero_ref_diff else 0.0),
-        "median_rel": float(np.median(rel)) if rel.size else (float("inf") if zero_ref_diff else 0.0),
-        "l2_diff": l2,
-        "l2_rel": l2 / ref_norm if ref_norm > 0 else (0.0 if l2 == 0 else float("inf")),
-        "cosine": cosine,
-        "pct_outside": 100.0 * float(outside.sum()) / max(outside.size, 1),
-        "worst_index": [int(i) for i in worst],
-        "worst_reference": float(reference[worst]) if diff.size else None,
-        "worst_candidate": float(candidate[worst]) if diff.size else None,
-        "nonfinite": nonfinite,
-        "golden_nonfinite": int(np.size(ref) - np.count_nonzero(np.isfinite(ref))),
-    }
-
-
-def within(metrics: dict[str, Any], tol: Tolerance) -> bool:
-    """Whether error metrics satisfy the tolerance's check statistic."""
-    if tol.check is Check.elementwise:
-        return metrics["pct_outside"] == 0.0
-    if tol.check is Check.l2_rel:
-        return metrics["l2_rel"] <= tol.rtol
-    stat = tol.check.value
-    return metrics[f"{stat}_abs"] <= tol.atol or metrics[f"{stat}_rel"] <= tol.rtol
-
-
 def compare_output(
     name: str, reference: np.ndarray, candidate: np.ndarray, tol: Tolerance, kind: OutputKind = OutputKind.tensor
 ) -> OutputResult:
@@ -158,37 +193,11 @@ def compare_output(
             message=f"shape mismatch: golden {tuple(reference.shape)}, got {tuple(candidate.shape)}",
             **base,
         )
-    metrics = error_metrics(reference, candidate, tol.atol, tol.rtol)
+    metrics = difference(reference, candidate, tol)
     classification = None
-    problems: list[str] = []
-    if metrics["nonfinite"]:
-        problems.append(f"{metrics['nonfinite']} NaN/Inf value(s) in the candidate")
-    if metrics["golden_nonfinite"]:
-        problems.append(f"{metrics['golden_nonfinite']} NaN/Inf value(s) in the golden")
-    if not within(metrics, tol):
-        if tol.check is Check.elementwise:
-            problems.append(
-                f"{metrics['pct_outside']:.4g}% of elements outside atol={tol.atol:g} rtol={tol.rtol:g} "
-                f"(max abs {metrics['max_abs']:.3g} at {metrics['worst_index']})"
-            )
-        elif tol.check is Check.l2_rel:
-            problems.append(f"relative L2 error {metrics['l2_rel']:.3g} > rtol {tol.rtol:g}")
-        else:
-            stat = tol.check.value
-            problems.append(
-                f"{stat} abs {metrics[stat + '_abs']:.3g} > atol {tol.atol:g} and "
-                f"{stat} rel {metrics[stat + '_rel']:.3g} > rtol {tol.rtol:g}"
-            )
     if kind in (OutputKind.logits, OutputKind.probabilities) and reference.ndim >= 1 and reference.size:
         classification = classification_metrics(reference, candidate, kind)
-        if tol.min_top1_agreement is not None and classification["top1_agreement"] < tol.min_top1_agreement:
-            problems.append(
-                f"top-1 agreement {classification['top1_agreement']:.2%} < {tol.min_top1_agreement:.2%}"
-            )
-        if tol.max_prob_diff_pp is not None and classification["prob_diff_max_pp"] > tol.max_prob_diff_pp:
-            problems.append(
-                f"probability diff {classification['prob_diff_max_pp']:.3g} pp > {tol.max_prob_diff_pp:g} pp"
-            )
+    problems = tol.violations(metrics, classification)
     verdict = Verdict.FAIL if problems else Verdict.PASS
     message = "; ".join(problems) if problems else "within tolerance"
     return OutputResult(verdict=verdict, message=message, metrics=metrics, classification=classification, **base)

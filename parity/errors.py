@@ -64,3 +64,18 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, ParityError):
         return text[0] if text else type(exc).__name__
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def config_error_line(exc: BaseException) -> str:
+    """Hydra/OmegaConf errors are multi-line; keep the message and the key it concerns, on one line."""
+    parts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(parts) < 3:
+        lines = [ln.strip() for ln in str(current).strip().splitlines() if ln.strip()]
+        head = lines[0] if lines else type(current).__name__
+        key = next((ln for ln in lines[1:] if ln.startswith("full_key:")), None)
+        text = head + (f" ({key})" if key and key.split(":", 1)[1].strip() else "")
+        if "$VALUE" not in head and not any(head in earlier for earlier in parts):
+            parts.append(text)
+        current = current.__cause__ or current.__context__
+    return " <- ".join(parts)

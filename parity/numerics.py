@@ -1,8 +1,9 @@
-"""Numerics settings (seed 003): apply them for one job, record what was in force, restore afterwards."""
+"""Numerics settings (seed 003): torch's process-wide flags applied for one job, recorded, restored afterwards."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,10 +46,12 @@ def torch_state() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def applied(numerics: Any) -> Iterator[dict[str, Any]]:
-    """Set the requested torch flags for the block; yields the record {requested, in_force}; restores on exit."""
-    requested = {key: getattr(numerics, key) for key in (
-        "tf32_matmul", "tf32_cudnn", "cudnn_deterministic", "cudnn_benchmark", "ort_graph_optimization_level",
-        "export_constant_folding", "trt_tf32", "openvino_precision")}
+    """Set the requested torch flags for the block; yields the record {requested, in_force}; restores on exit.
+
+    The torch flags are process-wide, so they are set here; every other switch reaches its exporter or backend
+    through that plugin's own `with_numerics` hook when the job plan is built.
+    """
+    requested = {f.name: getattr(numerics, f.name) for f in dataclasses.fields(numerics) if f.name != "name"}
     previous = {}
     for key, path, attr in TORCH_FLAGS if _have_torch() else ():  # a Keras-only environment has no torch flags
         value = requested[key]
@@ -63,22 +66,3 @@ def applied(numerics: Any) -> Iterator[dict[str, Any]]:
         for (path, attr), value in previous.items():
             setattr(_target(path), attr, value)
         record["restored"] = True
-
-
-def backend_overrides(numerics: Any, backend_cfg: Any) -> dict[str, Any]:
-    """Keyword overrides a numerics option imposes on the backend it is instantiated with."""
-    overrides: dict[str, Any] = {}
-    if numerics.ort_graph_optimization_level is not None and "graph_optimization_level" in backend_cfg:
-        overrides["graph_optimization_level"] = numerics.ort_graph_optimization_level
-    if numerics.trt_tf32 is not None and "tf32" in backend_cfg:
-        overrides["tf32"] = numerics.trt_tf32
-    if numerics.openvino_precision is not None and "inference_precision" in backend_cfg:
-        overrides["inference_precision"] = numerics.openvino_precision
-    return overrides
-
-
-def exporter_overrides(numerics: Any, exporter_cfg: Any) -> dict[str, Any]:
-    """Keyword overrides a numerics option imposes on the exporter."""
-    if numerics.export_constant_folding is not None and "constant_folding" in exporter_cfg:
-        return {"constant_folding": numerics.export_constant_folding}
-    return {}

@@ -1,10 +1,10 @@
-"""Verdicts and small frozen result records, each with to_dict() for the JSON report."""
+"""Verdicts and the small frozen result records of a job, each with to_dict() for the JSON report."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
@@ -39,7 +39,7 @@ def exit_code(verdict: Verdict | str) -> int:
 
 
 def jsonable(value: Any) -> Any:
-    """Enums to values, tuples to lists, non-finite floats to None (JSON has no NaN)."""
+    """Enums to values, tuples to lists, non-finite floats to None (JSON has no NaN), records to dicts."""
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, float):
@@ -48,11 +48,20 @@ def jsonable(value: Any) -> Any:
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
     return value
 
 
+class Record:
+    """Mixin: to_dict() of a dataclass, nested records by their own to_dict()."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
-class OutputResult:
+class OutputResult(Record):
     """One output of one check: shape/dtype, error metrics, tolerance and verdict."""
 
     name: str
@@ -68,16 +77,13 @@ class OutputResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     classification: dict[str, Any] | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
-
 
 @dataclass(frozen=True)
-class CheckResult:
+class CheckResult(Record):
     """One comparison against the golden at one batch size.
 
-    `check` is "reference" (live torch vs golden: did the framework drift?) or
-    "backend" (exported artifact on the backend vs golden: is the conversion right?).
+    `check` is "reference" (the live source model vs golden: did the framework drift?) or
+    "backend" (the converted model on the backend vs golden: is the conversion right?).
     """
 
     check: str
@@ -87,14 +93,9 @@ class CheckResult:
     outputs: tuple[OutputResult, ...] = ()
     seconds: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        data = jsonable({k: v for k, v in asdict(self).items() if k != "outputs"})
-        data["outputs"] = [o.to_dict() for o in self.outputs]
-        return data
-
 
 @dataclass(frozen=True)
-class ExportRecord:
+class ExportRecord(Record):
     """What an exporter produced: artifact files, their hash, timing, versions and warnings."""
 
     exporter: str
@@ -110,7 +111,7 @@ class ExportRecord:
     warnings: tuple[str, ...] = ()
     error: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    # the post-export transform applied to this artifact (parity/transforms.py): name, ok, error, options, path,
+    # the post-export transform applied to this artifact (parity/transforms/): name, ok, error, options, path,
     # files, sha256, size_bytes, seconds, versions, warnings; None when the artifact runs as exported
     transform: dict[str, Any] | None = None
 
@@ -122,5 +123,140 @@ class ExportRecord:
             return f"transform {self.transform['name']} failed: {self.transform['error']}"
         return None
 
+    @property
+    def final_sha256(self) -> str | None:
+        """The SHA-256 of what a backend runs: the transformed artifact's, else the export's."""
+        if self.transform is not None:
+            return self.transform["sha256"]
+        return self.sha256
+
+
+@dataclass(frozen=True)
+class DeterminismResult(Record):
+    """The backend run `repeats` times on the same inputs: bitwise identical, or how far apart."""
+
+    batch_size: int
+    repeats: int
+    bitwise_identical: bool
+    max_abs_diff: float
+    per_output: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ProbeEntry(Record):
+    """One probe module: its tensor on the backend vs the torch hook's, in forward order."""
+
+    name: str
+    shape: tuple[int, ...]
+    max_abs: float | None
+    mean_abs: float | None
+    l2_rel: float | None
+    amplification: float | None  # max abs / the previous probe's max abs
+    within_tolerance: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class ProbeReport(Record):
+    """Layer probes of one batch size; `error` when they could not run (an ERROR of the job)."""
+
+    batch_size: int | None
+    probes: tuple[ProbeEntry, ...] = ()
+    first_exceeding: str | None = None
+    side_effect_max_abs: float | None = None  # the main outputs with probes attached vs without
+    side_effect_ok: bool | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Divergence(Record):
+    """The first ONNX node whose output diverges between the reference and the candidate runtime."""
+
+    node: str
+    op_type: str
+    tensor: str
+    node_index: int
+    reason: str
+    max_abs: float | None
+    mean_abs: float | None
+
+
+@dataclass(frozen=True)
+class LocalizationReport(Record):
+    """localize=all: how many intermediate tensors were compared, and the first divergent node."""
+
+    first_divergent: Divergence | None = None
+    error: str | None = None
+    batch_size: int | None = None
+    reference: str | None = None
+    candidate: str | None = None
+    tensors_total: int | None = None
+    tensors_compared: int | None = None
+    chunks_run: int | None = None
+    chunk_size: int | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    check: str | None = None
+
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
+        return {k: v for k, v in super().to_dict().items() if v is not None or k in ("first_divergent", "error")}
+
+
+@dataclass(frozen=True)
+class BenchResult(Record):
+    """Latency at one batch size (parity/timing.py's statistics), or the error that stopped it."""
+
+    batch_size: int
+    error: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    unstable: bool | None = None
+    unstable_reason: str | None = None
+    artifact_sha256: str | None = None  # what was timed (None for an eager backend: the live model)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"batch_size": self.batch_size, "error": self.error, "artifact_sha256": self.artifact_sha256}
+        return {"batch_size": self.batch_size, "error": None, **jsonable(self.stats), "unstable": self.unstable,
+                "unstable_reason": self.unstable_reason, "artifact_sha256": self.artifact_sha256}
+
+
+@dataclass(frozen=True)
+class ColdStart(Record):
+    batch_size: int
+    load_s: float
+    first_inference_ms: float
+
+
+@dataclass(frozen=True)
+class Candidate(Record):
+    """A batch size's backend outputs kept on disk (report.save_outputs), for the sweep's pairwise matrix."""
+
+    batch_size: int
+    path: str
+
+
+@dataclass(frozen=True)
+class BenchReport(Record):
+    """Latency per batch size on one backend (mode=bench / verify+bench), or why it was skipped.
+
+    `parity_verdict`: the verify verdict of the same job (None in mode=bench); a backend failing parity is
+    marked on every row and never wins a sweep's comparison.
+    """
+
+    results: tuple[BenchResult, ...] = ()
+    skip_reason: str | None = None
+    parity_verdict: Verdict | None = None
+    backend: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    timing: str | None = None  # what one timed interval covers
+    include_transfers: bool | None = None
+    threads: dict[str, Any] = field(default_factory=dict)
+    cold: tuple[ColdStart, ...] = ()
+    plot: str | None = None
+    plot_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if self.skip_reason is not None:  # nothing ran: the reason, and no measurement fields at all
+            return {k: data[k] for k in ("skip_reason", "results", "parity_verdict")}
+        return data

@@ -41,8 +41,9 @@ def compose_cfg(overrides: list[str] | None = None) -> DictConfig:
 
 @pytest.fixture
 def run_parity(tmp_path: Path):
-    """Run one job in-process on the composed config; returns (report, exit code)."""
-    from parity.runner import run_job
+    """Run one job in-process on the composed config; returns (report in its JSON form, exit code)."""
+    from parity.pipeline import run_job
+    from parity.plan import JobContext
 
     def _run(overrides: list[str], golden_root: Path | None = None) -> tuple[dict[str, Any], int]:
         root = golden_root if golden_root is not None else GOLDEN
@@ -50,7 +51,8 @@ def run_parity(tmp_path: Path):
         out = tmp_path / "run"
         if out.exists():
             shutil.rmtree(out)
-        return run_job(cfg, output_dir=out, start_dir=tmp_path, overrides=overrides)
+        report = run_job(cfg, JobContext(output_dir=out, start_dir=tmp_path, overrides=tuple(overrides)))
+        return report.to_dict(), report.exit_code
 
     return _run
 

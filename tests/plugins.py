@@ -1,18 +1,20 @@
-"""Test-only plugins, wired in through `_target_` exactly as a user's own code would be."""
+"""Test-only plugins, wired in through `_target_` exactly as a user's own code would be: each declares its own
+config dataclass (parity.plugins), and the job plan types the composed node against it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from parity.backends.onnxruntime import OrtBackend
-from parity.exporters.torch_onnx import TorchScriptExporter
-from parity.transforms import Float16Transform
+from parity.backends.onnxruntime import OrtBackend, OrtBackendConfig, OrtSession
+from parity.exporters.torch_onnx import TorchScriptExporter, TorchScriptExporterConfig
+from parity.transforms.float16 import Float16Transform
 
 
 class TinyConvNet(nn.Module):
@@ -60,32 +62,43 @@ def perturb_onnx(path: Path, delta: float, initializer: str | None = None, node_
     return node_name
 
 
+@dataclass
+class PerturbingExporterConfig(TorchScriptExporterConfig):
+    """The torchscript exporter's keys, plus where to plant the fault."""
+
+    _target_: str = "tests.plugins.PerturbingExporter"
+    name: str = "perturbing"
+    delta: float = 0.5
+    initializer: Optional[str] = None
+    node_contains: Optional[str] = None
+
+
 class PerturbingExporter(TorchScriptExporter):
     """Exports for real, then perturbs one weight (see perturb_onnx): a planted conversion fault."""
 
-    def __init__(self, *args: Any, delta: float = 0.5, initializer: str | None = None,
-                 node_contains: str | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.delta = delta
-        self.initializer = initializer
-        self.node_contains = node_contains
+    Config = PerturbingExporterConfig
 
     def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
-                     output_names: list[str], path: Path, output_axes: Mapping[str, int | None]) -> None:
-        super()._export_impl(model, example, input_axes, output_names, path, output_axes)
-        perturb_onnx(path, self.delta, self.initializer, self.node_contains)
+                     output_names: list[str], out_dir: Path, output_axes: Mapping[str, int | None]) -> Path:
+        path = super()._export_impl(model, example, input_axes, output_names, out_dir, output_axes)
+        perturb_onnx(path, self.config.delta, self.config.initializer, self.config.node_contains)
+        return path
 
 
-class NaNBackend(OrtBackend):
-    """Real ONNX Runtime whose first output gets a NaN planted in it."""
-
-    def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = super()._infer_impl(feeds)
+class NaNSession(OrtSession):
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = super()._infer(feeds)
         first = next(iter(outputs))
         poisoned = outputs[first].astype(outputs[first].dtype, copy=True)
         poisoned.flat[0] = np.nan
         outputs[first] = poisoned
         return outputs
+
+
+class NaNBackend(OrtBackend):
+    """Real ONNX Runtime whose first output gets a NaN planted in it."""
+
+    session_class = NaNSession
 
 
 class WithScale(nn.Module):
@@ -122,16 +135,17 @@ class BrokenAvailabilityBackend(OrtBackend):
         raise ImportError("libonnxruntime_providers_shared.so: cannot open shared object file")
 
 
-class PerturbingOrtBackend(OrtBackend):
-    """Real ONNX Runtime that corrupts one node's weight at load time: a planted backend fault."""
+@dataclass
+class PerturbingOrtBackendConfig(OrtBackendConfig):
+    """ONNX Runtime's keys, plus which node's weight to corrupt at load time."""
 
-    def __init__(self, *args: Any, node_contains: str = "", delta: float = 0.5, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.node_contains = node_contains
-        self.delta = delta
-        self.perturbed_node = ""
+    _target_: str = "tests.plugins.PerturbingOrtBackend"
+    node_contains: str = ""
+    delta: float = 0.5
 
-    def _load_impl(self, artifact: Any) -> None:
+
+class PerturbingOrtSession(OrtSession):
+    def _open(self) -> None:
         import dataclasses
         import tempfile
 
@@ -139,22 +153,35 @@ class PerturbingOrtBackend(OrtBackend):
 
         workdir = Path(tempfile.mkdtemp(prefix="perturbed-"))
         copy = workdir / "model.onnx"
-        onnx.save(onnx.load(str(artifact.path)), str(copy))  # weights embedded: the copy stands alone
-        self.perturbed_node = perturb_onnx(copy, self.delta, node_contains=self.node_contains)
-        super()._load_impl(dataclasses.replace(artifact, path=copy))
+        onnx.save(onnx.load(str(self.artifact.path)), str(copy))  # weights embedded: the copy stands alone
+        self.backend.perturbed_node = perturb_onnx(copy, self.backend.config.delta,
+                                                   node_contains=self.backend.config.node_contains)
+        self.artifact = dataclasses.replace(self.artifact, path=copy)
+        super()._open()
 
     def runtime_info(self) -> dict[str, Any]:
-        return {**super().runtime_info(), "perturbed_node": self.perturbed_node}
+        return {**super().runtime_info(), "perturbed_node": self.backend.perturbed_node}
+
+
+class PerturbingOrtBackend(OrtBackend):
+    """Real ONNX Runtime that corrupts one node's weight at load time: a planted backend fault."""
+
+    Config = PerturbingOrtBackendConfig
+    session_class = PerturbingOrtSession
+    perturbed_node = ""
+
+
+class NoisySession(OrtSession):
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = super()._infer(feeds)
+        rng = np.random.default_rng()
+        return {k: (v + rng.normal(0, 1e-6, v.shape)).astype(v.dtype) for k, v in outputs.items()}
 
 
 class NoisyBackend(OrtBackend):
     """Real ONNX Runtime plus fresh noise on every run: a non-deterministic runtime."""
 
-    def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = super()._infer_impl(feeds)
-        rng = np.random.default_rng()
-        return {k: (v + rng.normal(0, 1e-6, v.shape)).astype(v.dtype) for k, v in outputs.items()}
-
+    session_class = NoisySession
 
 
 class BrokenTransform(Float16Transform):

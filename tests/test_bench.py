@@ -89,7 +89,8 @@ def test_tiny_real_bench_on_mlp(run_parity, tmp_path: Path) -> None:
 
 
 def test_verify_plus_bench_marks_a_backend_that_fails_parity(run_parity, capsys) -> None:
-    report, code = run_parity(["mode=verify+bench", "model=mlp", "exporter._target_=tests.plugins.PerturbingExporter",
+    report, code = run_parity(["mode=verify+bench", "model=mlp", "exporter=torchscript",
+                               "exporter._target_=tests.plugins.PerturbingExporter",
                                "bench.batch_sizes=[2]", "bench.runs=5", "bench.min_seconds=0", "bench.plot=false"])
     assert code == 1 and report["bench"]["parity_verdict"] == "FAIL"
     assert "PARITY FAIL: not a result" in capsys.readouterr().out

@@ -169,7 +169,7 @@ def test_multirun_jobs_differing_beyond_exporter_and_backend_get_their_own_colum
 
 def test_multirun_without_report_files_and_with_a_config_error_in_one_job(cli, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = cli("-m", "model=mlp", "backend=torch_cpu", "tolerance.atol=0.001,-1", "report.json=false",
+    proc = cli("-m", "model=mlp", "backend=torch_cpu", "tolerance.atol=0.001,-1", "report.formats=[table]",
                f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert not list(sweep.glob("*/report.json"))

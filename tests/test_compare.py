@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from parity.compare import Tolerance, classification_metrics, compare_output, grade, tolerance_for
+from parity.compare import Tolerance, classification_metrics, compare_output, grade
 from parity.config import Check, OutputKind
 from parity.results import Verdict
 from tests.conftest import compose_cfg
@@ -113,7 +113,9 @@ def test_classification_thresholds_change_the_verdict() -> None:
 
 def test_per_output_override_from_config() -> None:
     cfg = compose_cfg(["model=mlp", "+tolerance.per_output.logits.atol=0.5", "+tolerance.per_output.logits.check=max"])
-    tol = tolerance_for(cfg.tolerance, "logits")
+    from parity.plan import build_plan
+
+    tol = build_plan(cfg).backend_tolerance("logits")
     assert tol.atol == 0.5 and tol.check is Check.max and tol.rtol == cfg.tolerance.rtol
 
 

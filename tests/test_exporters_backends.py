@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from hydra.utils import instantiate
 
 from parity import inputs as inputs_mod
+from parity import plugins
 from parity.artifact import Artifact
 from parity.errors import BackendError
 from parity.frameworks.torch import build_model, run_torch
@@ -18,6 +18,11 @@ from tests.conftest import compose_cfg
 
 EXPORTERS = ["dynamo", "torchscript", "jit_trace"]
 BACKENDS = ["ort_cpu", "torch_cpu"]  # new backends add one entry here (the conformance list)
+
+
+def _build(group: str, node):
+    """The plugin a composed group node describes, as the job plan builds it."""
+    return plugins.build(group, plugins.typed_config(group, node))
 
 
 def _setup(overrides: list[str]):
@@ -31,7 +36,7 @@ def _setup(overrides: list[str]):
 @pytest.mark.parametrize("name", EXPORTERS)
 def test_exporter_records_and_runs(name: str, tmp_path: Path) -> None:
     cfg, module, feeds, axes = _setup([f"exporter={name}"])
-    exporter = instantiate(cfg.exporter, _convert_="all")
+    exporter = _build("exporter", cfg.exporter)
     artifact = exporter.export(module, feeds, axes, ["logits"], tmp_path / name, batch_size=None)
     rec = artifact.record
     assert rec.ok, rec.error
@@ -50,25 +55,25 @@ def test_exporter_records_and_runs(name: str, tmp_path: Path) -> None:
 
 def test_dynamo_external_data_is_part_of_the_artifact(tmp_path: Path) -> None:
     cfg, module, feeds, axes = _setup(["exporter=dynamo", "exporter.external_data=true"])
-    artifact = instantiate(cfg.exporter, _convert_="all").export(module, feeds, axes, ["logits"], tmp_path, None)
+    artifact = _build("exporter", cfg.exporter).export(module, feeds, axes, ["logits"], tmp_path, None)
     assert "model.onnx.data" in artifact.record.files
     single = hashlib.sha256(artifact.path.read_bytes()).hexdigest()
     assert artifact.record.sha256 != single  # the hash covers the weights file too
-    backend = instantiate(compose_cfg(["backend=ort_cpu"]).backend, _convert_="all")
-    backend.load(artifact)
-    out = backend.infer(feeds)["logits"]
+    backend = _build("backend", compose_cfg(["backend=ort_cpu"]).backend)
+    with backend.prepare(artifact) as session:
+        out = session.infer(feeds)["logits"]
     np.testing.assert_allclose(out, run_torch(module, feeds, ["x"], ["logits"])["logits"], atol=1e-5)
 
 
 def test_exporter_failure_is_a_record_not_an_exception(tmp_path: Path) -> None:
     cfg, module, feeds, axes = _setup(["exporter=torchscript", "exporter.opset=99"])
-    artifact = instantiate(cfg.exporter, _convert_="all").export(module, feeds, axes, ["logits"], tmp_path, None)
+    artifact = _build("exporter", cfg.exporter).export(module, feeds, axes, ["logits"], tmp_path, None)
     assert not artifact.record.ok and "99" in artifact.record.error and artifact.path is None
 
 
 def test_static_export_fixes_the_batch(tmp_path: Path) -> None:
     cfg, module, feeds, axes = _setup(["exporter=torchscript", "exporter.dynamic_batch=false"])
-    artifact = instantiate(cfg.exporter, _convert_="all").export(module, feeds, axes, ["logits"], tmp_path, 3)
+    artifact = _build("exporter", cfg.exporter).export(module, feeds, axes, ["logits"], tmp_path, 3)
     dim = onnx.load(str(artifact.path)).graph.input[0].type.tensor_type.shape.dim[0]
     assert dim.dim_value == 3 and artifact.record.batch_size == 3
 
@@ -76,18 +81,17 @@ def test_static_export_fixes_the_batch(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", BACKENDS)
 def test_backend_contract(name: str, tmp_path: Path) -> None:
     cfg, module, feeds, axes = _setup([f"backend={name}", "exporter=torchscript"])
-    backend = instantiate(cfg.backend, _convert_="all")
+    backend = _build("backend", cfg.backend)
     assert backend.availability() is None
-    if backend.accepts == "onnx":
-        artifact = instantiate(cfg.exporter, _convert_="all").export(module, feeds, axes, ["logits"], tmp_path, None)
+    if "onnx" in backend.accepts:
+        artifact = _build("exporter", cfg.exporter).export(module, feeds, axes, ["logits"], tmp_path, None)
     else:
         artifact = Artifact(kind="torch", input_names=["x"], output_names=["logits"], module=module)
-    with pytest.raises(BackendError, match="before load"):
-        backend.infer(feeds)
-    with backend:
-        backend.load(artifact)
-        out = backend.infer(feeds)
-        info = backend.runtime_info()
+    with backend.prepare(artifact) as session:
+        out = session.infer(feeds)
+        info = session.runtime_info()
+    with pytest.raises(BackendError, match="after its prepare"):
+        session.infer(feeds)  # a session lives only inside its block
     assert set(out) == {"logits"} and out["logits"].shape == (3, 8)
     np.testing.assert_allclose(out["logits"], run_torch(module, feeds, ["x"], ["logits"])["logits"], atol=1e-5)
     assert info["framework"] in ("torch", "onnxruntime") and info["device"]
@@ -96,10 +100,10 @@ def test_backend_contract(name: str, tmp_path: Path) -> None:
 def test_ort_records_active_providers_and_settings(tmp_path: Path) -> None:
     cfg, module, feeds, axes = _setup(["exporter=torchscript", "backend.graph_optimization_level=disable_all",
                                        "backend.intra_op_num_threads=1"])
-    artifact = instantiate(cfg.exporter, _convert_="all").export(module, feeds, axes, ["logits"], tmp_path, None)
-    backend = instantiate(cfg.backend, _convert_="all")
-    backend.load(artifact)
-    info = backend.runtime_info()
+    artifact = _build("exporter", cfg.exporter).export(module, feeds, axes, ["logits"], tmp_path, None)
+    backend = _build("backend", cfg.backend)
+    with backend.prepare(artifact) as session:
+        info = session.runtime_info()
     assert info["providers_active"] == ["CPUExecutionProvider"]
     assert info["graph_optimization_level"] == "disable_all" and info["intra_op_num_threads"] == 1
 
@@ -107,7 +111,7 @@ def test_ort_records_active_providers_and_settings(tmp_path: Path) -> None:
 def test_ort_provider_not_in_this_build_is_a_skip_reason() -> None:
     cfg = compose_cfg(["backend=ort_cpu",
                        "backend.providers=[{name: NoSuchExecutionProvider}, {name: CPUExecutionProvider}]"])
-    reason = instantiate(cfg.backend, _convert_="all").availability()
+    reason = _build("backend", cfg.backend).availability()
     assert reason is not None and "lacks NoSuchExecutionProvider" in reason and "CPUExecutionProvider" in reason
 
 
@@ -117,11 +121,12 @@ def test_torch_cuda_without_a_gpu_is_a_skip_reason() -> None:
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present; the unavailable path cannot be exercised")
     cfg = compose_cfg(["backend=torch_cpu", "backend.device=cuda:0"])
-    reason = instantiate(cfg.backend, _convert_="all").availability()
+    reason = _build("backend", cfg.backend).availability()
     assert reason is not None and "CUDA is not available" in reason
 
 
 def test_onnx_backend_refuses_a_torch_artifact() -> None:
-    backend = instantiate(compose_cfg(["backend=ort_cpu"]).backend, _convert_="all")
+    backend = _build("backend", compose_cfg(["backend=ort_cpu"]).backend)
     with pytest.raises(BackendError, match="runs onnx artifacts"):
-        backend.load(Artifact(kind="torch", input_names=["x"], output_names=["y"]))
+        with backend.prepare(Artifact(kind="torch", input_names=["x"], output_names=["y"])):
+            pass

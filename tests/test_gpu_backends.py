@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from parity.backends.tensorrt import TensorRTBackend, derive_profile, engine_cache_key, onnx_content_sha256
+from parity.backends.tensorrt import (
+    TensorRTBackend,
+    TensorRTBackendConfig,
+    derive_profile,
+    engine_cache_key,
+    onnx_content_sha256,
+)
 from tests.conftest import compose_cfg, cuda_reason
 
 
@@ -121,8 +127,8 @@ def test_profile_derivation_from_declared_dynamic_axes() -> None:
 
 def test_profile_follows_the_run_batch_sizes_through_the_backend_plan() -> None:
     cfg = compose_cfg(["model=centerpoint", "backend=tensorrt"])
-    backend = TensorRTBackend(name="tensorrt")
-    backend.plan({s.name: list(s.shape) for s in cfg.model.inputs}, [1, 2, 4])
+    backend = TensorRTBackend(TensorRTBackendConfig())
+    backend.expect({s.name: list(s.shape) for s in cfg.model.inputs}, [1, 2, 4])
     assert derive_profile(backend.input_shapes, backend.batch_sizes)["bev"][0] == [1, 64, 64, 64]
 
 
@@ -138,15 +144,14 @@ def test_engine_cache_key_covers_onnx_content_and_every_setting() -> None:
 
 
 def test_onnx_content_hash_covers_external_data(tmp_path: Path) -> None:
-    from hydra.utils import instantiate
-
     from parity import inputs as inputs_mod
+    from parity import plugins
     from parity.frameworks.torch import build_model
 
     cfg = compose_cfg(["model=mlp", "exporter=dynamo", "exporter.external_data=true"])
     feeds = inputs_mod.generate(cfg.model.inputs, 2, 0)
-    artifact = instantiate(cfg.exporter, _convert_="all").export(build_model(cfg.model), feeds, {"x": 0}, ["logits"],
-                                                                 tmp_path, None)
+    exporter = plugins.build("exporter", plugins.typed_config("exporter", cfg.exporter))
+    artifact = exporter.export(build_model(cfg.model), feeds, {"x": 0}, ["logits"], tmp_path, None)
     first = onnx_content_sha256(artifact.path)
     data = tmp_path / "model.onnx.data"
     raw = bytearray(data.read_bytes())
@@ -156,7 +161,7 @@ def test_onnx_content_hash_covers_external_data(tmp_path: Path) -> None:
 
 
 def test_engine_cache_loads_only_what_parity_recorded(tmp_path: Path) -> None:
-    backend = TensorRTBackend(name="tensorrt", engine_cache_dir=str(tmp_path))
+    backend = TensorRTBackend(TensorRTBackendConfig(engine_cache_dir=str(tmp_path)))
     key = "k" * 64
     engine, sidecar = tmp_path / f"{key}.engine", tmp_path / f"{key}.json"
     backend._store(key, {"fp16": False}, b"engine-bytes", engine, sidecar)

@@ -55,7 +55,7 @@ def test_torch_backend_needs_no_export(run_parity) -> None:
 
 
 def test_planted_onnx_weight_fault_fails(run_parity) -> None:
-    report, code = run_parity(["model=mlp", "exporter._target_=tests.plugins.PerturbingExporter"])
+    report, code = run_parity(["model=mlp", "exporter=torchscript", "exporter._target_=tests.plugins.PerturbingExporter"])
     assert code == 1 and report["verdict"] == "FAIL"
     assert _rows(report) == [("reference", 4, "PASS"), ("backend", 4, "FAIL")]
     assert "outside atol" in report["checks"][1]["outputs"][0]["message"]
@@ -180,7 +180,7 @@ def test_report_schema_rejects_a_broken_report(run_parity) -> None:
     del broken["checks"]
     with pytest.raises(jsonschema.ValidationError):
         validate(broken, REPORT_SCHEMA)
-    assert load_schema(REPORT_SCHEMA)["properties"]["schema"]["const"] == "parity.report/v1"
+    assert load_schema(REPORT_SCHEMA)["properties"]["schema"]["const"] == report["schema"] == "parity.report/v2"
 
 
 def test_report_json_on_disk_matches(run_parity, tmp_path: Path) -> None:

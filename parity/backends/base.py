@@ -1,108 +1,121 @@
-"""The backend contract every runtime implements: availability, load, infer, close, runtime_info."""
+"""The backend contract: `with backend.prepare(artifact) as session: session.infer(feeds)`.
+
+A backend is built from its typed config, declares the artifact kinds it `accepts` ("onnx", or a framework's
+name for a runtime that runs the source model itself), says whether it can run here (`availability`), and
+opens a session per artifact. A session runs inferences, times them for benchmarks and says what really ran.
+Subclasses implement a Session subclass (`session_class`) and override its `_open` / `_infer` / `_close`; the
+public methods turn their failures into BackendError, so a job reports an ERROR verdict with the message.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from parity.artifact import Artifact
 from parity.errors import BackendError, ParityError, one_line
+from parity.plugins import Plugin, PluginConfig
 
 
-class Backend(ABC):
-    """A runtime executing an Artifact.
+@dataclass
+class BackendConfig(PluginConfig):
+    """A runtime that executes the model (eager) or an artifact of it."""
 
-    Lifecycle: `availability()` (None, or the reason it cannot run here: a SKIP) -> `plan(shapes, sizes)` ->
-    `load(artifact)` -> `infer(feeds)` any number of times -> `close()`. `runtime_info()`
-    records what really ran (device, providers, versions) and is valid after `load`.
-    Subclasses override the `*_impl` methods; the public methods turn their failures into
-    BackendError so the runner reports an ERROR verdict with the message.
-    """
+    def with_numerics(self, numerics: Any) -> BackendConfig:
+        """This config with the numerics option's settings for this runtime applied (none by default)."""
+        return self
 
-    accepts: ClassVar[str] = "onnx"  # the Artifact kind it runs: "onnx" or "torch"
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._loaded: Artifact | None = None
-        self.input_shapes: dict[str, list[Any]] = {}
-        self.batch_sizes: list[int] = []
+class Session:
+    """One artifact loaded on one backend; closed by the `prepare` block that opened it."""
 
-    # -- the contract ---------------------------------------------------------------------------
-
-    def availability(self) -> str | None:
-        """None when this backend can run here, else a one-line reason (the verdict becomes SKIP)."""
-        return None
-
-    def plan(self, input_shapes: Mapping[str, Sequence[Any]], batch_sizes: Sequence[int]) -> None:
-        """Told before any load: each input's declared shape (`batch` on its batch axis) and the run's
-        batch sizes, for backends that build for a shape range (TensorRT's optimisation profiles)."""
-        self.input_shapes = {name: list(shape) for name, shape in input_shapes.items()}
-        self.batch_sizes = list(batch_sizes)
-
-    def load(self, artifact: Artifact) -> None:
-        if artifact.kind != self.accepts:
-            raise BackendError(f"backend '{self.name}' runs {self.accepts} artifacts, got {artifact.kind}")
-        try:
-            self._load_impl(artifact)
-        except ParityError:
-            raise
-        except Exception as exc:
-            raise BackendError(f"backend '{self.name}' failed to load the model: {one_line(exc)}") from exc
-        self._loaded = artifact
+    def __init__(self, backend: Backend, artifact: Artifact) -> None:
+        self.backend = backend
+        self.artifact = artifact
+        self.closed = False
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self._loaded is None:
-            raise BackendError(f"backend '{self.name}': infer() before load()")
+        """One inference; outputs by the artifact's output names."""
+        if self.closed:
+            raise BackendError(f"backend '{self.backend.name}': session used after its prepare() block ended")
         try:
-            outputs = self._infer_impl(feeds)
+            outputs = self._infer(feeds)
         except ParityError:
             raise
         except Exception as exc:
-            raise BackendError(f"backend '{self.name}' inference failed: {one_line(exc)}") from exc
+            raise BackendError(f"backend '{self.backend.name}' inference failed: {one_line(exc)}") from exc
         return {name: np.asarray(value) for name, value in outputs.items()}
 
     def timer(self, feeds: Mapping[str, np.ndarray], include_transfers: bool = True) -> tuple[Callable[[], float], str]:
         """For benchmarks: a zero-argument callable running one inference on `feeds` and returning its latency
         in seconds, and what that interval covers. Inputs are prepared here, outside the timed region;
-        device backends synchronise before reading the clock. After `load`."""
-        if self._loaded is None:
-            raise BackendError(f"backend '{self.name}': timer() before load()")
+        device backends synchronise before reading the clock."""
         prepared = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
 
         def run() -> float:
             start = time.perf_counter()
-            self._infer_impl(prepared)
+            self._infer(prepared)
             return time.perf_counter() - start
 
         return run, "perf_counter around one inference call (host memory in and out)"
-
-    def close(self) -> None:
-        try:
-            self._close_impl()
-        finally:
-            self._loaded = None
 
     def runtime_info(self) -> dict[str, Any]:
         """What actually ran: device, providers, library versions, settings in force."""
         return {}
 
-    def __enter__(self) -> Backend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- for subclasses ---------------------------------------------------------------------------
 
-    @abstractmethod
-    def _load_impl(self, artifact: Artifact) -> None: ...
+    def _open(self) -> None:
+        """Load the artifact (a session, an engine, a compiled model)."""
 
-    @abstractmethod
-    def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        raise NotImplementedError
 
-    def _close_impl(self) -> None:
+    def _close(self) -> None:
         return None
+
+
+class Backend(Plugin):
+    """A runtime executing artifacts of the kinds it `accepts`."""
+
+    group = "backend"
+    Config: ClassVar[type[BackendConfig]] = BackendConfig
+    accepts: ClassVar[frozenset[str]] = frozenset({"onnx"})
+    session_class: ClassVar[type[Session]] = Session
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.input_shapes: dict[str, list[Any]] = {}
+        self.batch_sizes: list[int] = []
+
+    def expect(self, input_shapes: Mapping[str, Sequence[Any]], batch_sizes: Sequence[int]) -> None:
+        """Told before any session: each input's declared shape (`batch` on its batch axis) and the run's
+        batch sizes, for backends that build for a shape range (TensorRT's optimisation profiles)."""
+        self.input_shapes = {name: list(shape) for name, shape in input_shapes.items()}
+        self.batch_sizes = list(batch_sizes)
+
+    @contextlib.contextmanager
+    def prepare(self, artifact: Artifact) -> Iterator[Session]:
+        """A session on `artifact`, closed when the block ends; BackendError when it cannot be loaded."""
+        if artifact.kind not in self.accepts:
+            raise BackendError(f"backend '{self.name}' runs {' or '.join(sorted(self.accepts))} artifacts, "
+                               f"got {artifact.kind}")
+        session = self.session_class(self, artifact)
+        try:
+            session._open()
+        except ParityError:
+            session._close()
+            raise
+        except Exception as exc:
+            session._close()
+            raise BackendError(f"backend '{self.name}' failed to load the model: {one_line(exc)}") from exc
+        try:
+            yield session
+        finally:
+            session.closed = True
+            session._close()

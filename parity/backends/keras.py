@@ -6,46 +6,43 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from parity.artifact import Artifact
-from parity.backends.base import Backend
+from parity.backends.base import Backend, BackendConfig, Session
 from parity.errors import ConfigError
+from parity.plugins import register
 
 _SIGNATURES = ("keras", "serving")
 
 
-class KerasBackend(Backend):
-    """Runs the live Keras model (`signature: keras`), or exports it as a SavedModel, reloads it with
-    `tf.saved_model.load` and calls its `serve` endpoint (`signature: serving`), on `device`."""
+@dataclass
+class KerasBackendConfig(BackendConfig):
+    """Keras / TensorFlow eager on the CPU: the Keras model itself, or its SavedModel's serving signature."""
 
-    accepts = "keras"
+    _target_: str = "parity.backends.keras.KerasBackend"
+    name: str = "tf_cpu"
+    signature: str = "keras"  # keras: call the Keras model | serving: export a SavedModel, reload, call `serve`
+    device: str = "/CPU:0"
 
-    def __init__(self, name: str, signature: str = "keras", device: str = "/CPU:0") -> None:
-        super().__init__(name)
-        if signature not in _SIGNATURES:
-            raise ConfigError(f"backend '{name}': signature '{signature}' is not one of {list(_SIGNATURES)}")
-        self.signature = signature
-        self.device = device
-        self._call: Any = None
-        self._restored: Any = None
-        self._tmp: Path | None = None
+    def validate(self) -> None:
+        if self.signature not in _SIGNATURES:
+            raise ConfigError(f"backend '{self.name}': signature '{self.signature}' is not one of {list(_SIGNATURES)}")
 
-    def availability(self) -> str | None:
-        from parity.frameworks.keras import keras_unavailable
 
-        return keras_unavailable()
-
-    def _load_impl(self, artifact: Artifact) -> None:
+class KerasSession(Session):
+    def _open(self) -> None:
         from parity.frameworks.keras import import_keras
 
         tf, _ = import_keras()
         tf.config.experimental.enable_op_determinism()  # as the reference runs; process-wide, TF has no "disable"
-        model = artifact.module
-        if self.signature == "keras":
+        model = self.artifact.module
+        self._tmp: Path | None = None
+        self._restored: Any = None
+        if self.backend.config.signature == "keras":
             self._call = lambda args: model(args[0] if len(args) == 1 else args, training=False)
             return
         self._tmp = Path(tempfile.mkdtemp(prefix="parity-savedmodel-"))
@@ -54,29 +51,44 @@ class KerasBackend(Backend):
         serve = self._restored.serve
         self._call = lambda args: serve(*args)
 
-    def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import tensorflow as tf
 
         from parity.frameworks.keras import keras_outputs
 
-        assert self._loaded is not None
-        args = [np.ascontiguousarray(feeds[name]) for name in self._loaded.input_names]
-        with tf.device(self.device):
+        args = [np.ascontiguousarray(feeds[name]) for name in self.artifact.input_names]
+        with tf.device(self.backend.config.device):
             result = self._call(args)
-        return keras_outputs(result, self._loaded.output_names)
-
-    def _close_impl(self) -> None:
-        self._call = None
-        self._restored = None
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
+        return keras_outputs(result, self.artifact.output_names)
 
     def runtime_info(self) -> dict[str, Any]:
         import keras
         import tensorflow as tf
 
         return {"framework": "tensorflow", "tensorflow": tf.__version__, "keras": keras.__version__,
-                "signature": self.signature, "device": self.device,
-                "op_determinism": True,  # enabled in load()
+                "signature": self.backend.config.signature, "device": self.backend.config.device,
+                "op_determinism": True,  # enabled in _open()
                 "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
+
+    def _close(self) -> None:
+        self._call = None
+        self._restored = None
+        if getattr(self, "_tmp", None) is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+
+@register
+class KerasBackend(Backend):
+    """Runs the live Keras model (`signature: keras`), or exports it as a SavedModel, reloads it with
+    `tf.saved_model.load` and calls its `serve` endpoint (`signature: serving`), on `device`."""
+
+    Config = KerasBackendConfig
+    schema = "base_keras_backend"
+    accepts = frozenset({"keras"})
+    session_class = KerasSession
+
+    def availability(self) -> str | None:
+        from parity.frameworks.keras import keras_unavailable
+
+        return keras_unavailable()

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from parity.artifact import Artifact
-from parity.backends.base import Backend
+from parity.backends.base import Backend, BackendConfig, Session
 from parity.errors import ConfigError, ProviderFallbackError
+from parity.plugins import register
 
 log = logging.getLogger("parity")
 
@@ -23,93 +25,80 @@ _OPT_LEVELS = {
     "all": "ORT_ENABLE_ALL",
 }
 _EXEC_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
+_GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
 
 
-class OrtBackend(Backend):
-    """onnxruntime.InferenceSession over the ONNX artifact.
+@dataclass
+class ProviderConfig:
+    """One ONNX Runtime execution provider and its options."""
 
-    `providers` is an ordered list of {name, options}. ORT silently falls back to CPU when a
-    provider cannot load; parity makes that an ERROR naming the providers that really ran, never a
-    PASS computed somewhere else (there is no switch to allow it).
-    """
+    name: str = "CPUExecutionProvider"
+    options: dict[str, Any] = field(default_factory=dict)
 
-    def __init__(
-        self,
-        name: str,
-        providers: list[dict[str, Any]] | None = None,
-        graph_optimization_level: str = "all",
-        intra_op_num_threads: int = 0,
-        inter_op_num_threads: int = 0,
-        execution_mode: str = "sequential",
-    ) -> None:
-        super().__init__(name)
-        self.providers = [dict(p) for p in (providers or [{"name": "CPUExecutionProvider", "options": {}}])]
-        if graph_optimization_level not in _OPT_LEVELS:
-            raise ConfigError(
-                f"backend '{name}': graph_optimization_level '{graph_optimization_level}' "
-                f"is not one of {sorted(_OPT_LEVELS)}"
-            )
-        if execution_mode not in _EXEC_MODES:
-            raise ConfigError(f"backend '{name}': execution_mode '{execution_mode}' is not one of {sorted(_EXEC_MODES)}")
-        self.graph_optimization_level = graph_optimization_level
-        self.intra_op_num_threads = intra_op_num_threads
-        self.inter_op_num_threads = inter_op_num_threads
-        self.execution_mode = execution_mode
-        self._session: Any = None
 
-    @property
-    def requested(self) -> list[str]:
-        return [p["name"] for p in self.providers]
+@dataclass
+class OrtBackendConfig(BackendConfig):
+    """ONNX Runtime with an ordered list of execution providers."""
 
-    def availability(self) -> str | None:
-        if importlib.util.find_spec("onnxruntime") is None:
-            return "onnxruntime is not installed (pip install onnxruntime, or onnxruntime-gpu for GPU providers)"
+    _target_: str = "parity.backends.onnxruntime.OrtBackend"
+    name: str = "ort_cpu"
+    providers: list[ProviderConfig] = field(default_factory=lambda: [ProviderConfig()])
+    graph_optimization_level: str = "all"  # disable_all | basic | extended | all
+    intra_op_num_threads: int = 0  # 0: ONNX Runtime's default
+    inter_op_num_threads: int = 0
+    execution_mode: str = "sequential"  # sequential | parallel
+
+    def validate(self) -> None:
+        if self.graph_optimization_level not in _OPT_LEVELS:
+            raise ConfigError(f"backend '{self.name}': graph_optimization_level '{self.graph_optimization_level}' "
+                              f"is not one of {sorted(_OPT_LEVELS)}")
+        if self.execution_mode not in _EXEC_MODES:
+            raise ConfigError(f"backend '{self.name}': execution_mode '{self.execution_mode}' is not one of "
+                              f"{sorted(_EXEC_MODES)}")
+
+    def with_numerics(self, numerics: Any) -> OrtBackendConfig:
+        if numerics.ort_graph_optimization_level is None:
+            return self
+        changed = dataclasses.replace(self, graph_optimization_level=numerics.ort_graph_optimization_level)
+        changed.validate()
+        return changed
+
+
+class OrtSession(Session):
+    """onnxruntime.InferenceSession over the ONNX artifact; checks that every requested provider really loaded."""
+
+    def _open(self) -> None:
         import onnxruntime as ort
 
-        available = ort.get_available_providers()
-        missing = [p for p in self.requested if p not in available]
-        if missing:
-            gpu = {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(missing)
-            hint = "; GPU providers come with onnxruntime-gpu, not onnxruntime" if gpu else ""
-            return f"onnxruntime {ort.__version__} lacks {', '.join(missing)} (available: {', '.join(available)}{hint})"
-        if "TensorrtExecutionProvider" in self.requested and tensorrt_version() is None:
-            # onnxruntime-gpu always lists the provider; without libnvinfer it silently falls back
-            return ("ONNX Runtime's TensorRT provider needs the TensorRT libraries (libnvinfer), not found here: "
-                    "pip install tensorrt")
-        return None
-
-    def _load_impl(self, artifact: Artifact) -> None:
-        import onnxruntime as ort
-
+        config = self.backend.config
         options = ort.SessionOptions()
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[self.graph_optimization_level])
-        options.execution_mode = getattr(ort.ExecutionMode, _EXEC_MODES[self.execution_mode])
-        options.intra_op_num_threads = self.intra_op_num_threads
-        options.inter_op_num_threads = self.inter_op_num_threads
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                                   _OPT_LEVELS[config.graph_optimization_level])
+        options.execution_mode = getattr(ort.ExecutionMode, _EXEC_MODES[config.execution_mode])
+        options.intra_op_num_threads = config.intra_op_num_threads
+        options.inter_op_num_threads = config.inter_op_num_threads
         options.log_severity_level = 3
         self._session = ort.InferenceSession(
-            str(artifact.path),
-            sess_options=options,
-            providers=[(p["name"], {str(k): str(v) for k, v in (p.get("options") or {}).items()}) for p in self.providers],
+            str(self.artifact.path), sess_options=options,
+            providers=[(p.name, {str(k): str(v) for k, v in (p.options or {}).items()}) for p in config.providers],
         )
         active = self._session.get_providers()
-        fell_back = [p for p in self.requested if p not in active]
+        fell_back = [p for p in self.backend.requested if p not in active]
         if fell_back:
             raise ProviderFallbackError(
                 f"requested provider(s) {', '.join(fell_back)} did not load; ONNX Runtime ran on "
                 f"{', '.join(active)} instead (a silent fallback, not a valid result)"
             )
         self._graph_outputs = [o.name for o in self._session.get_outputs()]
-        self._positional = False
         self._graph_inputs = [i.name for i in self._session.get_inputs()]
+        self._positional = False
 
-    def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        assert self._loaded is not None
-        declared = self._loaded.output_names
-        run_feeds = {name: np.ascontiguousarray(feeds[name]) for name in self._graph_inputs if name in feeds}
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        declared = self.artifact.output_names
         missing = [name for name in self._graph_inputs if name not in feeds]
         if missing:
             raise ValueError(f"the ONNX graph needs inputs {missing} that the model config does not declare")
+        run_feeds = {name: np.ascontiguousarray(feeds[name]) for name in self._graph_inputs}
         if all(name in self._graph_outputs for name in declared):
             values = self._session.run(declared, run_feeds)
         elif len(self._graph_outputs) == len(declared):  # names lost in export: match by position, and say so
@@ -125,14 +114,11 @@ class OrtBackend(Backend):
     def timer(self, feeds: Mapping[str, np.ndarray], include_transfers: bool = True) -> tuple[Any, str]:
         """session.run on CPU providers; with a CUDA/TensorRT provider, I/O binding plus synchronisation, inputs
         and outputs on the device unless `include_transfers` (then the host<->device copies are timed too)."""
-        if self._session is None:
-            return super().timer(feeds, include_transfers)
         import onnxruntime as ort
 
         session = self._session
         run_feeds = {name: np.ascontiguousarray(feeds[name]) for name in self._graph_inputs}
-        active = session.get_providers()
-        if not ({"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(active)):
+        if not (_GPU_PROVIDERS & set(session.get_providers())):
             outputs = list(self._graph_outputs)
 
             def run_cpu() -> float:
@@ -161,35 +147,67 @@ class OrtBackend(Backend):
         what = "including" if include_transfers else "excluding"
         return run_bound, f"perf_counter around run_with_iobinding + synchronize_outputs, {what} host<->device copies"
 
-    def _close_impl(self) -> None:
-        self._session = None
-
     def runtime_info(self) -> dict[str, Any]:
         import onnxruntime as ort
 
+        config = self.backend.config
         info: dict[str, Any] = {
             "framework": "onnxruntime",
             "onnxruntime": ort.__version__,
             "device": ort.get_device(),
-            "providers_requested": self.requested,
-            "graph_optimization_level": self.graph_optimization_level,
-            "intra_op_num_threads": self.intra_op_num_threads,
-            "inter_op_num_threads": self.inter_op_num_threads,
-            "execution_mode": self.execution_mode,
+            "providers_requested": self.backend.requested,
+            "graph_optimization_level": config.graph_optimization_level,
+            "intra_op_num_threads": config.intra_op_num_threads,
+            "inter_op_num_threads": config.inter_op_num_threads,
+            "execution_mode": config.execution_mode,
+            "providers_active": self._session.get_providers(),
+            "provider_options": self._session.get_provider_options(),
+            "graph_outputs": list(self._graph_outputs),
         }
-        if self._session is not None:
-            info["providers_active"] = self._session.get_providers()
-            info["provider_options"] = self._session.get_provider_options()
-            info["graph_outputs"] = list(self._graph_outputs)
-            gpu_providers = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
-            if gpu_providers & set(info["providers_active"]):
-                from parity.backends.gpu import device_info
+        if _GPU_PROVIDERS & set(info["providers_active"]):
+            from parity.backends.gpu import device_info
 
-                options = info["provider_options"].get("CUDAExecutionProvider", {})
-                info.update(device_info(int(options.get("device_id", 0) or 0)))
-                if "TensorrtExecutionProvider" in info["providers_active"]:
-                    info["tensorrt"] = tensorrt_version()
+            options = info["provider_options"].get("CUDAExecutionProvider", {})
+            info.update(device_info(int(options.get("device_id", 0) or 0)))
+            if "TensorrtExecutionProvider" in info["providers_active"]:
+                info["tensorrt"] = tensorrt_version()
         return info
+
+    def _close(self) -> None:
+        self._session = None
+
+
+@register
+class OrtBackend(Backend):
+    """ONNX Runtime over the ONNX artifact, with `providers` in order.
+
+    ORT silently falls back to CPU when a provider cannot load; parity makes that an ERROR naming the providers
+    that really ran, never a PASS computed somewhere else (there is no switch to allow it).
+    """
+
+    Config = OrtBackendConfig
+    schema = "base_ort_backend"
+    session_class = OrtSession
+
+    @property
+    def requested(self) -> list[str]:
+        return [p.name for p in self.config.providers]
+
+    def availability(self) -> str | None:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "onnxruntime is not installed (pip install onnxruntime, or onnxruntime-gpu for GPU providers)"
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        missing = [p for p in self.requested if p not in available]
+        if missing:
+            hint = "; GPU providers come with onnxruntime-gpu, not onnxruntime" if _GPU_PROVIDERS & set(missing) else ""
+            return f"onnxruntime {ort.__version__} lacks {', '.join(missing)} (available: {', '.join(available)}{hint})"
+        if "TensorrtExecutionProvider" in self.requested and tensorrt_version() is None:
+            # onnxruntime-gpu always lists the provider; without libnvinfer it silently falls back
+            return ("ONNX Runtime's TensorRT provider needs the TensorRT libraries (libnvinfer), not found here: "
+                    "pip install tensorrt")
+        return None
 
 
 def tensorrt_version() -> str | None:

@@ -2,54 +2,57 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import numpy as np
 
-from parity.artifact import Artifact
-from parity.backends.base import Backend
+from parity.backends.base import Backend, BackendConfig, Session
 from parity.errors import ConfigError, one_line
+from parity.plugins import register
 
 _PRECISIONS = ("f32", "bf16", "f16")
 _HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+_TYPED = {"INFERENCE_PRECISION_HINT": "inference_precision", "PERFORMANCE_HINT": "performance_hint",
+          "INFERENCE_NUM_THREADS": "num_threads"}
 
 
-class OpenVINOBackend(Backend):
-    """`ov.Core().compile_model(read_model(onnx), device, properties)`.
+@dataclass
+class OpenVINOBackendConfig(BackendConfig):
+    """OpenVINO runtime compiling the ONNX artifact for a device."""
 
-    `inference_precision` None leaves the device's default in force: on CPUs with AVX512-BF16 or AMX that is
-    bf16, not f32. The precision the compiled model really uses is read back and recorded.
-    """
+    _target_: str = "parity.backends.openvino.OpenVINOBackend"
+    name: str = "openvino_cpu"
+    device: str = "CPU"
+    inference_precision: Optional[str] = None  # None: the device's default (bf16 on CPUs with AMX/AVX512-BF16)
+    performance_hint: str = "LATENCY"  # LATENCY | THROUGHPUT | CUMULATIVE_THROUGHPUT
+    num_threads: int = 0  # 0: OpenVINO's default (INFERENCE_NUM_THREADS)
+    properties: dict[str, Any] = field(default_factory=dict)  # any other compile property, passed as given
 
-    def __init__(self, name: str, device: str = "CPU", inference_precision: str | None = None,
-                 performance_hint: str = "LATENCY", num_threads: int = 0,
-                 properties: Mapping[str, Any] | None = None) -> None:
-        super().__init__(name)
-        if inference_precision is not None and inference_precision not in _PRECISIONS:
-            raise ConfigError(f"backend '{name}': inference_precision '{inference_precision}' is not one of "
-                              f"{list(_PRECISIONS)} (or null for the device default)")
-        if performance_hint not in _HINTS:
-            raise ConfigError(f"backend '{name}': performance_hint '{performance_hint}' is not one of {list(_HINTS)}")
-        if num_threads < 0:
-            raise ConfigError(f"backend '{name}': num_threads must be >= 0, got {num_threads}")
-        self.device = device
-        self.inference_precision = inference_precision
-        self.performance_hint = performance_hint
-        self.num_threads = num_threads
-        self.properties = {str(k): v for k, v in (properties or {}).items()}
-        typed = {"INFERENCE_PRECISION_HINT": "inference_precision", "PERFORMANCE_HINT": "performance_hint",
-                 "INFERENCE_NUM_THREADS": "num_threads"}
-        clash = sorted(k for k in self.properties if k in typed)
+    def validate(self) -> None:
+        if self.inference_precision is not None and self.inference_precision not in _PRECISIONS:
+            raise ConfigError(f"backend '{self.name}': inference_precision '{self.inference_precision}' is not one "
+                              f"of {list(_PRECISIONS)} (or null for the device default)")
+        if self.performance_hint not in _HINTS:
+            raise ConfigError(f"backend '{self.name}': performance_hint '{self.performance_hint}' is not one of "
+                              f"{list(_HINTS)}")
+        if self.num_threads < 0:
+            raise ConfigError(f"backend '{self.name}': num_threads must be >= 0, got {self.num_threads}")
+        clash = sorted(str(k) for k in self.properties if str(k) in _TYPED)
         if clash:  # one setting, one place: numerics=strict must not be undone by a raw property
-            raise ConfigError(f"backend '{name}': set {', '.join(clash)} with "
-                              f"{', '.join(typed[k] for k in clash)}, not in properties")
-        self._compiled: Any = None
-        self._request: Any = None
+            raise ConfigError(f"backend '{self.name}': set {', '.join(clash)} with "
+                              f"{', '.join(_TYPED[k] for k in clash)}, not in properties")
+
+    def with_numerics(self, numerics: Any) -> OpenVINOBackendConfig:
+        if numerics.openvino_precision is None:
+            return self
+        return dataclasses.replace(self, inference_precision=numerics.openvino_precision)
 
     def compile_properties(self) -> dict[str, Any]:
         """What parity passes to compile_model: `properties`, then the typed settings (numerics included) on top."""
-        props: dict[str, Any] = dict(self.properties)
+        props: dict[str, Any] = {str(k): v for k, v in self.properties.items()}
         props["PERFORMANCE_HINT"] = self.performance_hint
         if self.inference_precision is not None:
             props["INFERENCE_PRECISION_HINT"] = self.inference_precision
@@ -57,38 +60,31 @@ class OpenVINOBackend(Backend):
             props["INFERENCE_NUM_THREADS"] = self.num_threads
         return props
 
-    def availability(self) -> str | None:
-        try:
-            import openvino as ov
-        except ImportError as exc:
-            return f"openvino is not installed ({one_line(exc)}): pip install -e '.[openvino]'"
-        devices = ov.Core().available_devices
-        if self.device.split(".")[0] not in devices and self.device not in devices:
-            return f"OpenVINO {ov.__version__} has no device '{self.device}' here (available: {', '.join(devices)})"
-        return None
 
-    def _load_impl(self, artifact: Artifact) -> None:
+class OpenVINOSession(Session):
+    def _open(self) -> None:
         import openvino as ov
 
+        config = self.backend.config
         core = ov.Core()
-        model = core.read_model(str(artifact.path))  # external data beside the file is found by its relative path
-        self._compiled = core.compile_model(model, self.device, self.compile_properties())
+        model = core.read_model(str(self.artifact.path))  # external data beside the file: found by relative path
+        self._compiled = core.compile_model(model, config.device, config.compile_properties())
         self._request = self._compiled.create_infer_request()
         self._ports = {}
         outputs = list(self._compiled.outputs)
-        for index, name in enumerate(artifact.output_names):
+        declared = self.artifact.output_names
+        for index, name in enumerate(declared):
             named = [o for o in outputs if name in o.get_names()]
             if named:
                 self._ports[name] = named[0]
-            elif len(outputs) == len(artifact.output_names):  # names lost in export: by position, as ORT does
+            elif len(outputs) == len(declared):  # names lost in export: by position, as ORT does
                 self._ports[name] = outputs[index]
             else:
                 raise ValueError(f"the compiled model's outputs {[sorted(o.get_names()) for o in outputs]} do not "
-                                 f"match the declared {artifact.output_names}")
+                                 f"match the declared {declared}")
         self._inputs = [sorted(i.get_names()) for i in self._compiled.inputs]
 
-    def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        assert self._loaded is not None
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [n for names in self._inputs for n in names]
         missing = [group[0] for group in self._inputs if not any(n in feeds for n in group)]
         if missing:
@@ -98,29 +94,53 @@ class OpenVINOBackend(Backend):
         # copy: the request owns its output buffers and reuses them on the next inference
         return {name: np.array(results[port], copy=True) for name, port in self._ports.items()}
 
-    def _close_impl(self) -> None:
-        self._request = None
-        self._compiled = None
-
     def runtime_info(self) -> dict[str, Any]:
         import openvino as ov
 
-        info: dict[str, Any] = {"framework": "openvino", "openvino": ov.get_version(), "device": self.device,
-                                "requested_properties": {k: str(v) for k, v in self.compile_properties().items()}}
+        config = self.backend.config
+        info: dict[str, Any] = {"framework": "openvino", "openvino": ov.get_version(), "device": config.device,
+                                "requested_properties": {k: str(v) for k, v in config.compile_properties().items()}}
         try:
-            info["device_name"] = ov.Core().get_property(self.device, "FULL_DEVICE_NAME")
+            info["device_name"] = ov.Core().get_property(config.device, "FULL_DEVICE_NAME")
         except Exception:
             pass
-        if self._compiled is not None:
-            for key, prop in (("inference_precision", "INFERENCE_PRECISION_HINT"),
-                              ("performance_hint", "PERFORMANCE_HINT"), ("num_threads", "INFERENCE_NUM_THREADS"),
-                              ("execution_devices", "EXECUTION_DEVICES"), ("num_streams", "NUM_STREAMS")):
-                try:
-                    value = self._compiled.get_property(prop)
-                except Exception as exc:
-                    value = f"unavailable: {one_line(exc)}"
-                info[key] = _plain(value)
+        for key, prop in (("inference_precision", "INFERENCE_PRECISION_HINT"),
+                          ("performance_hint", "PERFORMANCE_HINT"), ("num_threads", "INFERENCE_NUM_THREADS"),
+                          ("execution_devices", "EXECUTION_DEVICES"), ("num_streams", "NUM_STREAMS")):
+            try:
+                value = self._compiled.get_property(prop)
+            except Exception as exc:
+                value = f"unavailable: {one_line(exc)}"
+            info[key] = _plain(value)
         return info
+
+    def _close(self) -> None:
+        self._request = None
+        self._compiled = None
+
+
+@register
+class OpenVINOBackend(Backend):
+    """`ov.Core().compile_model(read_model(onnx), device, properties)`.
+
+    `inference_precision` None leaves the device's default in force: on CPUs with AVX512-BF16 or AMX that is
+    bf16, not f32. The precision the compiled model really uses is read back and recorded.
+    """
+
+    Config = OpenVINOBackendConfig
+    schema = "base_openvino_backend"
+    session_class = OpenVINOSession
+
+    def availability(self) -> str | None:
+        try:
+            import openvino as ov
+        except ImportError as exc:
+            return f"openvino is not installed ({one_line(exc)}): pip install -e '.[openvino]'"
+        devices = ov.Core().available_devices
+        device = self.config.device
+        if device.split(".")[0] not in devices and device not in devices:
+            return f"OpenVINO {ov.__version__} has no device '{device}' here (available: {', '.join(devices)})"
+        return None
 
 
 def _plain(value: Any) -> Any:

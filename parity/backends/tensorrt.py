@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from parity.artifact import Artifact
-from parity.backends.base import Backend
+from parity.backends.base import Backend, BackendConfig, Session
 from parity.backends.gpu import device_info, gpu_missing_reason
 from parity.config import BATCH
+from parity.plugins import register
 
 log = logging.getLogger("parity")
 DEFAULT_CACHE = "~/.cache/parity/tensorrt"
@@ -62,6 +65,94 @@ def engine_cache_key(onnx_sha256: str, settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+@dataclass
+class TensorRTBackendConfig(BackendConfig):
+    """TensorRT through Polygraphy."""
+
+    _target_: str = "parity.backends.tensorrt.TensorRTBackend"
+    name: str = "tensorrt"
+    fp16: bool = False
+    tf32: bool = True  # numerics=strict turns it off
+    workspace_mib: int = 4096
+    engine_cache_dir: str = DEFAULT_CACHE
+    use_cache: bool = True
+    device_id: int = 0
+
+    def with_numerics(self, numerics: Any) -> TensorRTBackendConfig:
+        if numerics.trt_tf32 is None:
+            return self
+        return dataclasses.replace(self, tf32=bool(numerics.trt_tf32))
+
+
+class TensorRTSession(Session):
+    """A TensorRT engine for the ONNX artifact (built, or loaded from parity's own cache), run by TrtRunner."""
+
+    def _open(self) -> None:
+        import tensorrt as trt
+        from polygraphy.backend.trt import (
+            CreateConfig,
+            EngineBytesFromNetwork,
+            EngineFromBytes,
+            NetworkFromOnnxPath,
+            Profile,
+            TrtRunner,
+        )
+
+        backend, config = self.backend, self.backend.config
+        self._runner: Any = None
+        settings = backend.settings(self.artifact)
+        key = engine_cache_key(onnx_content_sha256(self.artifact.path), settings)
+        engine_path, sidecar = backend.cache_dir / f"{key}.engine", backend.cache_dir / f"{key}.json"
+        serialized = backend._cached(key, engine_path, sidecar) if config.use_cache else None
+        hit = serialized is not None
+        if serialized is None:
+            profiles = None
+            if settings["profile"]:
+                profile = Profile()
+                for name, (low, opt, high) in settings["profile"].items():
+                    profile.add(name, min=low, opt=opt, max=high)
+                profiles = [profile]
+            create = CreateConfig(fp16=config.fp16, tf32=config.tf32, profiles=profiles,
+                                  memory_pool_limits={trt.MemoryPoolType.WORKSPACE: config.workspace_mib << 20})
+            log.info("building a TensorRT engine (fp16=%s tf32=%s)", config.fp16, config.tf32)
+            serialized = bytes(EngineBytesFromNetwork(NetworkFromOnnxPath(str(self.artifact.path)), config=create)())
+            if config.use_cache:
+                backend._store(key, settings, serialized, engine_path, sidecar)
+        engine = EngineFromBytes(serialized)()
+        self._runner = TrtRunner(engine, name=backend.name)
+        self._runner.activate()
+        self._engine_record = {"cache_key": key, "cache_hit": hit, "settings": settings,
+                               "engine_sha256": hashlib.sha256(serialized).hexdigest()}
+
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self._runner.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
+        return {name: np.array(outputs[name], copy=True) for name in self.artifact.output_names}  # buffers reused
+
+    def timer(self, feeds: Mapping[str, np.ndarray], include_transfers: bool = True) -> tuple[Any, str]:
+        """Polygraphy's TrtRunner.infer copies inputs in and outputs out and synchronises: transfers always count."""
+        run, _ = super().timer(feeds, include_transfers)
+        return run, "perf_counter around TrtRunner.infer (always including host<->device copies)"
+
+    def runtime_info(self) -> dict[str, Any]:
+        config = self.backend.config
+        info: dict[str, Any] = {"framework": "tensorrt", "device": f"cuda:{config.device_id}", "fp16": config.fp16,
+                                "tf32": config.tf32, **device_info(config.device_id)}
+        try:
+            import tensorrt as trt
+
+            info["tensorrt"] = trt.__version__
+        except ImportError:
+            pass
+        info.update(self._engine_record)
+        return info
+
+    def _close(self) -> None:
+        if getattr(self, "_runner", None) is not None:
+            self._runner.deactivate()
+            self._runner = None
+
+
+@register
 class TensorRTBackend(Backend):
     """Builds (or loads from parity's own cache) a TensorRT engine for the ONNX artifact and runs it.
 
@@ -70,17 +161,13 @@ class TensorRTBackend(Backend):
     parity built it: engines are executable, so nothing else is ever deserialised.
     """
 
-    def __init__(self, name: str, fp16: bool = False, tf32: bool = True, workspace_mib: int = 4096,
-                 engine_cache_dir: str = DEFAULT_CACHE, use_cache: bool = True, device_id: int = 0) -> None:
-        super().__init__(name)
-        self.fp16 = fp16
-        self.tf32 = tf32
-        self.workspace_mib = workspace_mib
-        self.cache_dir = Path(os.path.expanduser(engine_cache_dir))
-        self.use_cache = use_cache
-        self.device_id = device_id
-        self._runner: Any = None
-        self._engine_record: dict[str, Any] = {}
+    Config = TensorRTBackendConfig
+    schema = "base_tensorrt_backend"
+    session_class = TensorRTSession
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(os.path.expanduser(self.config.engine_cache_dir))
 
     def availability(self) -> str | None:
         if importlib.util.find_spec("tensorrt") is None:
@@ -93,14 +180,15 @@ class TensorRTBackend(Backend):
         """Everything that changes the engine, for the cache key and the report."""
         import tensorrt as trt
 
+        config = self.config
         profile = self._profile(artifact)
         return {
-            "fp16": self.fp16,
-            "tf32": self.tf32,
-            "workspace_mib": self.workspace_mib,
+            "fp16": config.fp16,
+            "tf32": config.tf32,
+            "workspace_mib": config.workspace_mib,
             "profile": {k: [list(x) for x in v] for k, v in profile.items()} if profile else None,
             "tensorrt": trt.__version__,
-            "device": device_info(self.device_id).get("device_name"),
+            "device": device_info(config.device_id).get("device_name"),
         }
 
     def _profile(self, artifact: Artifact) -> dict[str, tuple[list[int], list[int], list[int]]] | None:
@@ -113,41 +201,6 @@ class TensorRTBackend(Backend):
         if not dynamic or not self.input_shapes:
             return None
         return derive_profile(self.input_shapes, self.batch_sizes or [1])
-
-    def _load_impl(self, artifact: Artifact) -> None:
-        import tensorrt as trt
-        from polygraphy.backend.trt import (
-            CreateConfig,
-            EngineBytesFromNetwork,
-            EngineFromBytes,
-            NetworkFromOnnxPath,
-            Profile,
-            TrtRunner,
-        )
-
-        settings = self.settings(artifact)
-        key = engine_cache_key(onnx_content_sha256(artifact.path), settings)
-        engine_path, sidecar = self.cache_dir / f"{key}.engine", self.cache_dir / f"{key}.json"
-        serialized = self._cached(key, engine_path, sidecar) if self.use_cache else None
-        hit = serialized is not None
-        if serialized is None:
-            profiles = None
-            if settings["profile"]:
-                profile = Profile()
-                for name, (low, opt, high) in settings["profile"].items():
-                    profile.add(name, min=low, opt=opt, max=high)
-                profiles = [profile]
-            config = CreateConfig(fp16=self.fp16, tf32=self.tf32, profiles=profiles,
-                                  memory_pool_limits={trt.MemoryPoolType.WORKSPACE: self.workspace_mib << 20})
-            log.info("building a TensorRT engine (fp16=%s tf32=%s)", self.fp16, self.tf32)
-            serialized = bytes(EngineBytesFromNetwork(NetworkFromOnnxPath(str(artifact.path)), config=config)())
-            if self.use_cache:
-                self._store(key, settings, serialized, engine_path, sidecar)
-        engine = EngineFromBytes(serialized)()
-        self._runner = TrtRunner(engine, name=self.name)
-        self._runner.activate()
-        self._engine_record = {"cache_key": key, "cache_hit": hit, "settings": settings,
-                               "engine_sha256": hashlib.sha256(serialized).hexdigest()}
 
     def _cached(self, key: str, engine_path: Path, sidecar: Path) -> bytes | None:
         """The cached engine bytes, only if parity's sidecar vouches for exactly this file."""
@@ -170,30 +223,3 @@ class TensorRTBackend(Backend):
         tmp.replace(engine_path)
         sidecar.write_text(json.dumps({"key": key, "settings": settings,
                                        "engine_sha256": hashlib.sha256(data).hexdigest()}, indent=2))
-
-    def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        assert self._loaded is not None
-        outputs = self._runner.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
-        return {name: np.array(outputs[name], copy=True) for name in self._loaded.output_names}  # buffers are reused
-
-    def timer(self, feeds: Mapping[str, np.ndarray], include_transfers: bool = True) -> tuple[Any, str]:
-        """Polygraphy's TrtRunner.infer copies inputs in and outputs out and synchronises: transfers always count."""
-        run, _ = super().timer(feeds, include_transfers)
-        return run, "perf_counter around TrtRunner.infer (always including host<->device copies)"
-
-    def _close_impl(self) -> None:
-        if self._runner is not None:
-            self._runner.deactivate()
-            self._runner = None
-
-    def runtime_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"framework": "tensorrt", "device": f"cuda:{self.device_id}", "fp16": self.fp16,
-                                "tf32": self.tf32, **device_info(self.device_id)}
-        try:
-            import tensorrt as trt
-
-            info["tensorrt"] = trt.__version__
-        except ImportError:
-            pass
-        info.update(self._engine_record)
-        return info

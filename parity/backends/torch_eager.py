@@ -1,57 +1,51 @@
-"""Eager PyTorch: runs the live module, no export (the reference, and torch_cuda later)."""
+"""Eager PyTorch: runs the live module itself, no export (torch_cpu is the reference; torch_cuda on a GPU)."""
 
 from __future__ import annotations
 
 import importlib.util
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy as np
 
-from parity.artifact import Artifact
-from parity.backends.base import Backend
+from parity.backends.base import Backend, BackendConfig, Session
+from parity.plugins import register
 
 
-class TorchBackend(Backend):
-    """Runs the torch module itself on `device` under deterministic settings."""
+@dataclass
+class TorchBackendConfig(BackendConfig):
+    """Eager torch on `device` (the device index is part of it: cuda:0)."""
 
-    accepts = "torch"
+    _target_: str = "parity.backends.torch_eager.TorchBackend"
+    name: str = "torch_cpu"
+    device: str = "cpu"
+    num_threads: Optional[int] = None  # None: torch's own setting
 
-    def __init__(self, name: str, device: str = "cpu", num_threads: int | None = None) -> None:
-        super().__init__(name)
-        self.device = device
-        self.num_threads = num_threads
-        self._module: Any = None
-        self._previous_threads: int | None = None
 
-    def availability(self) -> str | None:
-        if importlib.util.find_spec("torch") is None:
-            return "torch is not installed"
-        if self.device.startswith("cuda"):
-            import torch
+class TorchSession(Session):
+    """The torch module on the device, under deterministic settings; its thread count in force while open."""
 
-            if not torch.cuda.is_available():
-                return f"CUDA is not available to torch {torch.__version__} (device '{self.device}' requested)"
-        return None
-
-    def _load_impl(self, artifact: Artifact) -> None:
+    def _open(self) -> None:
         import copy
 
+        import torch
+
+        config = self.backend.config
         # the artifact's module is also the live reference (on CPU): never move it, move a copy
-        module = artifact.module
-        self._module = module if self.device == "cpu" else copy.deepcopy(module).to(self.device)
-        if self.num_threads:  # in force while loaded (benchmarks time it so), restored by close()
-            import torch
+        module = self.artifact.module
+        self._module = module if config.device == "cpu" else copy.deepcopy(module).to(config.device)
+        self._previous_threads = torch.get_num_threads() if config.num_threads else None
+        if config.num_threads:  # in force while open (benchmarks time it so), restored by _close
+            torch.set_num_threads(config.num_threads)
 
-            self._previous_threads = torch.get_num_threads()
-            torch.set_num_threads(self.num_threads)
-
-    def _infer_impl(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         from parity.frameworks.torch import deterministic, run_torch
 
-        assert self._loaded is not None
-        with deterministic(self.num_threads):
-            return run_torch(self._module, feeds, self._loaded.input_names, self._loaded.output_names, self.device)
+        config = self.backend.config
+        with deterministic(config.num_threads):
+            return run_torch(self._module, feeds, self.artifact.input_names, self.artifact.output_names,
+                             config.device)
 
     def timer(self, feeds: Mapping[str, np.ndarray], include_transfers: bool = True) -> tuple[Any, str]:
         """CPU: perf_counter around the forward pass. CUDA: CUDA events around it, then a synchronise;
@@ -60,10 +54,8 @@ class TorchBackend(Backend):
 
         import torch
 
-        assert self._loaded is not None
-        module, device = self._module, self.device
-        names = self._loaded.input_names
-        host = tuple(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names)
+        module, device = self._module, self.backend.config.device
+        host = tuple(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.artifact.input_names)
         if not device.startswith("cuda"):
 
             def run_cpu() -> float:
@@ -93,26 +85,47 @@ class TorchBackend(Backend):
         what = "including" if include_transfers else "excluding"
         return run_cuda, f"CUDA events around the forward pass + synchronize, {what} host<->device copies"
 
-    def _close_impl(self) -> None:
+    def runtime_info(self) -> dict[str, Any]:
+        import torch
+
+        config = self.backend.config
+        info: dict[str, Any] = {
+            "framework": "torch",
+            "torch": torch.__version__,
+            "device": config.device,
+            "threads": config.num_threads or torch.get_num_threads(),
+            "deterministic_algorithms": True,
+        }
+        if config.device.startswith("cuda") and torch.cuda.is_available():
+            info["device_name"] = torch.cuda.get_device_name(torch.device(config.device))
+            info["cuda"] = torch.version.cuda
+            info["cudnn"] = torch.backends.cudnn.version()
+        return info
+
+    def _close(self) -> None:
         self._module = None
-        if self._previous_threads is not None:
+        if getattr(self, "_previous_threads", None) is not None:
             import torch
 
             torch.set_num_threads(self._previous_threads)
             self._previous_threads = None
 
-    def runtime_info(self) -> dict[str, Any]:
-        import torch
 
-        info: dict[str, Any] = {
-            "framework": "torch",
-            "torch": torch.__version__,
-            "device": self.device,
-            "threads": self.num_threads or torch.get_num_threads(),
-            "deterministic_algorithms": True,
-        }
-        if self.device.startswith("cuda") and torch.cuda.is_available():
-            info["device_name"] = torch.cuda.get_device_name(torch.device(self.device))
-            info["cuda"] = torch.version.cuda
-            info["cudnn"] = torch.backends.cudnn.version()
-        return info
+@register
+class TorchBackend(Backend):
+    """Runs the torch model itself."""
+
+    Config = TorchBackendConfig
+    schema = "base_torch_backend"
+    accepts = frozenset({"torch"})
+    session_class = TorchSession
+
+    def availability(self) -> str | None:
+        if importlib.util.find_spec("torch") is None:
+            return "torch is not installed"
+        if self.config.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                return f"CUDA is not available to torch {torch.__version__} (device '{self.config.device}' requested)"
+        return None

@@ -10,13 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from parity.diagnostics.probes import probe_output_name
 from parity.errors import ConfigError, ModelError
-
-PREFIX = "probe/"  # graph output names of probe tensors: probe/<module path>
-
-
-def probe_output_name(path: str) -> str:
-    return PREFIX + path
 
 
 def resolve(module: nn.Module, paths: Sequence[str]) -> dict[str, nn.Module]:

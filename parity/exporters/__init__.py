@@ -1,1 +1,1 @@
-"""Exporters: each a class built from config by Hydra's `_target_`, turning a model into an Artifact."""
+"""Exporters, one module per family; each defines its config dataclass beside its class (parity.plugins)."""

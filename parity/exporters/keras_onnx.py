@@ -2,29 +2,55 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
-from parity.exporters.base import Exporter
+from parity.exporters.base import Exporter, ExporterConfig
+from parity.plugins import register
+
+
+@dataclass
+class KerasExporterConfig(ExporterConfig):
+    """A Keras -> ONNX exporter (tf2onnx underneath)."""
+
+    opset: Optional[int] = 17
+    constant_folding: bool = True  # tf2onnx always optimises: false is recorded as a warning, nothing more
+
+    def with_numerics(self, numerics: Any) -> KerasExporterConfig:
+        if numerics.export_constant_folding is None:
+            return self
+        return dataclasses.replace(self, constant_folding=bool(numerics.export_constant_folding))
+
+
+@dataclass
+class Tf2OnnxExporterConfig(KerasExporterConfig):
+    _target_: str = "parity.exporters.keras_onnx.Tf2OnnxExporter"
+    name: str = "tf2onnx"
+
+
+@dataclass
+class KerasOnnxExporterConfig(KerasExporterConfig):
+    _target_: str = "parity.exporters.keras_onnx.KerasOnnxExporter"
+    name: str = "keras_export"
 
 
 class _KerasExporter(Exporter):
     source = "keras"
+    Config = KerasExporterConfig
 
     def availability(self) -> str | None:
         from parity.frameworks.keras import keras_unavailable
 
         return keras_unavailable("tf2onnx")
-
-    def options(self) -> dict[str, Any]:
-        return {"opset": self.opset, "dynamic_batch": self.dynamic_batch, "constant_folding": self.constant_folding}
 
     def versions(self) -> dict[str, str]:
         versions: dict[str, str] = {}
@@ -48,27 +74,31 @@ class _KerasExporter(Exporter):
         return specs if len(specs) == 1 else [specs]
 
     def _warn_constant_folding(self) -> None:
-        if not self.constant_folding:
+        if not self.config.constant_folding:
             warnings.warn(f"parity: {self.name} always runs tf2onnx's graph optimisers; constant_folding=false "
                           "has no effect on this exporter", stacklevel=2)
 
 
+@register
 class Tf2OnnxExporter(_KerasExporter):
     """Keras model -> SavedModel (`model.export(format="tf_saved_model")`) -> `python -m tf2onnx.convert
     --saved-model` (seed 002's pipeline, through tf2onnx's documented command line, in a subprocess).
     The SavedModel is kept beside the artifact directory (`<dir>_saved_model`) for inspection."""
 
+    Config = Tf2OnnxExporterConfig
+    schema = "base_tf2onnx_exporter"
     timeout_s = 600
 
     def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
-                     output_names: list[str], path: Path, output_axes: Mapping[str, int | None]) -> None:
+                     output_names: list[str], out_dir: Path, output_axes: Mapping[str, int | None]) -> Path:
         self._warn_constant_folding()
-        saved = path.parent.with_name(path.parent.name + "_saved_model")
+        path = out_dir / "model.onnx"
+        saved = out_dir.with_name(out_dir.name + "_saved_model")
         model.export(str(saved), format="tf_saved_model", verbose=False,
                      input_signature=self._signature(example, input_axes))
         command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved), "--output", str(path)]
-        if self.opset is not None:
-            command += ["--opset", str(self.opset)]
+        if self.config.opset is not None:
+            command += ["--opset", str(self.config.opset)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=self.timeout_s,
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
         for line in done.stderr.splitlines():
@@ -78,13 +108,20 @@ class Tf2OnnxExporter(_KerasExporter):
             lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
             errors = [ln for ln in lines if "Error" in ln or "ERROR" in ln] or lines[-1:] or ["(no output)"]
             raise RuntimeError(f"tf2onnx.convert exited with {done.returncode}: {errors[-1].strip()}")
+        return path
 
 
+@register
 class KerasOnnxExporter(_KerasExporter):
     """Keras 3's `model.export(path, format="onnx", opset_version=...)` (tf2onnx underneath, in process)."""
 
+    Config = KerasOnnxExporterConfig
+    schema = "base_keras_export_exporter"
+
     def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
-                     output_names: list[str], path: Path, output_axes: Mapping[str, int | None]) -> None:
+                     output_names: list[str], out_dir: Path, output_axes: Mapping[str, int | None]) -> Path:
         self._warn_constant_folding()
-        model.export(str(path), format="onnx", opset_version=self.opset, verbose=False,
+        path = out_dir / "model.onnx"
+        model.export(str(path), format="onnx", opset_version=self.config.opset, verbose=False,
                      input_signature=self._signature(example, input_axes))
+        return path

@@ -2,14 +2,53 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
-from parity.exporters.base import Exporter
+from parity.exporters.base import Exporter, ExporterConfig
+from parity.plugins import register
+
+
+@dataclass
+class TorchExporterConfig(ExporterConfig):
+    """A torch -> ONNX exporter."""
+
+    opset: Optional[int] = None  # None: the exporter's default
+    constant_folding: bool = True
+
+    def with_numerics(self, numerics: Any) -> TorchExporterConfig:
+        if numerics.export_constant_folding is None:
+            return self
+        return dataclasses.replace(self, constant_folding=bool(numerics.export_constant_folding))
+
+
+@dataclass
+class DynamoExporterConfig(TorchExporterConfig):
+    _target_: str = "parity.exporters.torch_onnx.DynamoExporter"
+    name: str = "dynamo"
+    opset: Optional[int] = 18
+    optimize: bool = True  # onnxscript's graph optimiser (constant_folding=false turns it off too)
+    external_data: bool = True  # weights in model.onnx.data beside model.onnx
+
+
+@dataclass
+class TorchScriptExporterConfig(TorchExporterConfig):
+    _target_: str = "parity.exporters.torch_onnx.TorchScriptExporter"
+    name: str = "torchscript"
+    opset: Optional[int] = 17
+
+
+@dataclass
+class JitTraceExporterConfig(TorchExporterConfig):
+    _target_: str = "parity.exporters.torch_onnx.JitTraceExporter"
+    name: str = "jit_trace"
+    opset: Optional[int] = 13
 
 
 def _ordered(model: Any, output_names: list[str]) -> Any:
@@ -19,7 +58,6 @@ def _ordered(model: Any, output_names: list[str]) -> Any:
     its insertion order and jit.trace would refuse it outright.
     """
     import torch
-
 
     class OrderedOutputs(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module) -> None:
@@ -40,6 +78,7 @@ def _ordered(model: Any, output_names: list[str]) -> Any:
 
 class _TorchExporter(Exporter):
     source = "torch"
+    Config = TorchExporterConfig
 
     def versions(self) -> dict[str, str]:
         import onnx
@@ -62,14 +101,14 @@ class _TorchExporter(Exporter):
 
     def _legacy_dynamic_axes(self, input_axes: Mapping[str, int],
                              output_axes: Mapping[str, int | None]) -> dict[str, dict[int, str]]:
-        if not self.dynamic_batch:
+        if not self.config.dynamic_batch:
             return {}
         axes = {name: {axis: "batch"} for name, axis in input_axes.items()}
         axes.update({name: {axis: "batch"} for name, axis in output_axes.items() if axis is not None})
         return axes
 
     def _legacy_export(self, model: Any, args: tuple[Any, ...], names: list[str], input_axes: Mapping[str, int],
-                       output_names: list[str], path: Path, output_axes: Mapping[str, int | None]) -> None:
+                       output_names: list[str], path: Path, output_axes: Mapping[str, int | None]) -> Path:
         import torch
 
         torch.onnx.export(
@@ -79,12 +118,14 @@ class _TorchExporter(Exporter):
             dynamo=False,
             input_names=names,
             output_names=output_names,
-            opset_version=self.opset,
-            do_constant_folding=self.constant_folding,
+            opset_version=self.config.opset,
+            do_constant_folding=self.config.constant_folding,
             dynamic_axes=self._legacy_dynamic_axes(input_axes, output_axes) or None,
         )
+        return path
 
 
+@register
 class DynamoExporter(_TorchExporter):
     """`torch.onnx.export(..., dynamo=True)`: torch.export + onnxscript translation (torch's default).
 
@@ -92,18 +133,22 @@ class DynamoExporter(_TorchExporter):
     Weights go to `model.onnx.data` beside the model when `external_data` is true.
     """
 
+    Config = DynamoExporterConfig
+    schema = "base_dynamo_exporter"
+
     def options(self) -> dict[str, Any]:
-        return {**super().options(), "effective_optimize": self.optimize and self.constant_folding}
+        return {**super().options(), "effective_optimize": self.config.optimize and self.config.constant_folding}
 
     def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
-                     output_names: list[str], path: Path,
-                     output_axes: Mapping[str, int | None]) -> None:
+                     output_names: list[str], out_dir: Path,
+                     output_axes: Mapping[str, int | None]) -> Path:
         import torch
 
+        path = out_dir / "model.onnx"
         # torch logs one warning per torchvision op it cannot register when torchvision is absent: noise here
         logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
         dynamic_shapes = None
-        if self.dynamic_batch:
+        if self.config.dynamic_batch:
             batch = torch.export.Dim("batch")
             # the OrderedOutputs wrapper takes *args: torch.export sees one tuple argument holding the inputs
             dynamic_shapes = (tuple({axis: batch} for axis in input_axes.values()),)
@@ -114,33 +159,43 @@ class DynamoExporter(_TorchExporter):
             dynamo=True,
             input_names=list(example),
             output_names=output_names,
-            opset_version=self.opset,
+            opset_version=self.config.opset,
             dynamic_shapes=dynamic_shapes,
-            optimize=self.optimize and self.constant_folding,
-            external_data=self.external_data,
+            optimize=self.config.optimize and self.config.constant_folding,
+            external_data=self.config.external_data,
             verbose=False,
         )
+        return path
 
 
+@register
 class TorchScriptExporter(_TorchExporter):
     """The legacy TorchScript-based exporter (`dynamo=False`), scripting through tracing internally."""
 
+    Config = TorchScriptExporterConfig
+    schema = "base_torchscript_exporter"
+
     def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
-                     output_names: list[str], path: Path,
-                     output_axes: Mapping[str, int | None]) -> None:
-        self._legacy_export(_ordered(model, output_names), self._args(example), list(example), input_axes,
-                            output_names, path, output_axes)
+                     output_names: list[str], out_dir: Path,
+                     output_axes: Mapping[str, int | None]) -> Path:
+        return self._legacy_export(_ordered(model, output_names), self._args(example), list(example), input_axes,
+                                   output_names, out_dir / "model.onnx", output_axes)
 
 
+@register
 class JitTraceExporter(_TorchExporter):
     """`torch.jit.trace` first, then the legacy exporter on the traced ScriptModule (seed 001's fix)."""
 
+    Config = JitTraceExporterConfig
+    schema = "base_jit_trace_exporter"
+
     def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
-                     output_names: list[str], path: Path,
-                     output_axes: Mapping[str, int | None]) -> None:
+                     output_names: list[str], out_dir: Path,
+                     output_axes: Mapping[str, int | None]) -> Path:
         import torch
 
         args = self._args(example)
         with torch.no_grad():
             traced = torch.jit.trace(_ordered(model, output_names), args, check_trace=False)
-        self._legacy_export(traced, args, list(example), input_axes, output_names, path, output_axes)
+        return self._legacy_export(traced, args, list(example), input_axes, output_names, out_dir / "model.onnx",
+                                   output_axes)

@@ -1,4 +1,7 @@
-"""Versioned JSON Schemas shipped in the package; a report that does not validate is a bug."""
+"""Versioned JSON Schemas shipped in the package; a report that does not validate is a bug.
+
+Versions and what changed: parity/report/schemas/CHANGES.md.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-REPORT_SCHEMA = "report.v1.json"
+REPORT_SCHEMA = "report.v2.json"
 SWEEP_SCHEMA = "sweep.v1.json"
 
 
@@ -17,13 +20,18 @@ def load_schema(name: str) -> dict[str, Any]:
     return json.loads(resources.files("parity.report").joinpath("schemas", name).read_text())
 
 
-def validate(document: dict[str, Any], schema_name: str) -> None:
-    """Raise jsonschema.ValidationError if the document breaks its schema."""
+@cache
+def _validator(name: str) -> Any:
     import jsonschema
 
-    schema = load_schema(schema_name)
+    schema = load_schema(name)
     jsonschema.Draft202012Validator.check_schema(schema)
-    jsonschema.Draft202012Validator(schema).validate(document)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def validate(document: dict[str, Any], schema_name: str) -> None:
+    """Raise jsonschema.ValidationError if the document breaks its schema."""
+    _validator(schema_name).validate(document)
 
 
 def write_json(document: dict[str, Any], path: Path, schema_name: str) -> Path:

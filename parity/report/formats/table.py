@@ -1,53 +1,50 @@
-"""Flat rows from a report dict, and the tabulated tables printed on stdout."""
+"""`table`: the tabulated tables printed on stdout (`report.table_format`: any tabulate format)."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
+from parity.errors import one_line
+from parity.report.formats import ReportWriter, writer
+
+log = logging.getLogger("parity")
+
+
+@writer
+class TableWriter(ReportWriter):
+    name = "table"
+    needs_valid = False
+    prints = True
+
+    def job(self, report: dict[str, Any], settings: Any, output_dir: Path) -> None:
+        try:
+            text = job_table(report, settings.table_format)
+        except Exception as exc:
+            log.error("could not print the table: %s", one_line(exc))
+            text = f"{report['verdict']}  (table unavailable: {one_line(exc)})"
+        print(text, flush=True)
+
+    def sweep(self, document: dict[str, Any], settings: Any, sweep_dir: Path) -> None:
+        fmt = settings.table_format
+        print(f"\n== sweep: {len(document['jobs'])} job(s) in {sweep_dir}")
+        print(sweep_table(document["rows"], fmt))
+        if len(document["pivot"]["columns"]) > 1:
+            print("\n== exporter × backend (max abs vs golden, verdict)")
+            print(pivot_table(document["pivot"], fmt))
+        for text in pairwise_tables(document["pairwise"], fmt):
+            print(text)
+        if document["bench"]:
+            print(comparison_table(document["bench"], fmt))
+        where = f"; report: {sweep_dir / 'sweep_report.json'}" if "json" in settings.formats else ""
+        print(f"{document['verdict']}  sweep of {len(document['jobs'])} job(s){where}", flush=True)
+
 
 def _num(value: Any, spec: str = ".3g") -> str:
     return "—" if value is None else format(value, spec)
-
-
-def artifact_label(exporter: str | None, transform: str | None) -> str | None:
-    """`exporter` or `exporter+transform` (e.g. dynamo+int8_static); None for eager backends."""
-    if exporter is None:
-        return None
-    return exporter if transform in (None, "none") else f"{exporter}+{transform}"
-
-
-def flat_rows(report: dict[str, Any], job: int | None = None) -> list[dict[str, Any]]:
-    """One row per (check, batch size, output); a check without outputs (ERROR/SKIP) gives one row."""
-    rows = []
-    base = {
-        "job": job,
-        "model": report["model"]["name"],
-        "exporter": artifact_label(report["exporter"], report.get("transform")),
-        "backend": report["backend"]["name"],
-    }
-    if not report["checks"]:
-        rows.append({**base, "check": None, "batch_size": None, "output": None, "verdict": report["verdict"],
-                     "max_abs": None, "mean_abs": None, "cosine": None, "top1_agreement": None, "l2_rel": None,
-                     "prob_diff_max_pp": None,
-                     "message": report["error"] or ("golden written" if report["golden"]["written"] else "")})
-        return rows
-    for check in report["checks"]:
-        if not check["outputs"]:
-            rows.append({**base, "check": check["check"], "batch_size": check["batch_size"], "output": None,
-                         "verdict": check["verdict"], "max_abs": None, "mean_abs": None, "cosine": None,
-                         "top1_agreement": None, "l2_rel": None, "prob_diff_max_pp": None,
-                         "message": check["message"]})
-        for out in check["outputs"]:
-            metrics = out["metrics"]
-            cls = out["classification"] or {}
-            rows.append({**base, "check": check["check"], "batch_size": check["batch_size"], "output": out["name"],
-                         "verdict": out["verdict"], "max_abs": metrics.get("max_abs"),
-                         "mean_abs": metrics.get("mean_abs"), "cosine": metrics.get("cosine"),
-                         "top1_agreement": cls.get("top1_agreement"), "l2_rel": metrics.get("l2_rel"),
-                         "prob_diff_max_pp": cls.get("prob_diff_max_pp"), "message": out["message"]})
-    return rows
 
 
 def job_table(report: dict[str, Any], fmt: str = "github") -> str:

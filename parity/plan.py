@@ -1,0 +1,244 @@
+"""The typed job plan: the composed config validated once, never mutated, every derived value computed once.
+
+`build_plan(cfg)` types each group (the plugin groups against their `_target_` class's own config dataclass),
+applies the numerics option through each plugin's hook, resolves the tolerances of the backend and reference
+checks per output, and derives batch sizes and batch axes. Every later stage reads the plan (or the part of
+it that it needs), never the raw config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from parity import plugins
+from parity.compare import Tolerance, ToleranceSet
+from parity.config import (
+    BATCH,
+    BenchConfig,
+    ChecksConfig,
+    GoldenConfig,
+    InputsConfig,
+    ModelConfig,
+    NumericsConfig,
+    OutputTolerance,
+    ReportConfig,
+    ToleranceConfig,
+)
+from parity.errors import ConfigError
+
+_DTYPES = {"float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"}  # what npz can hold
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """Everything one job does, typed. Plugin configs have the numerics option applied already."""
+
+    mode: str  # verify | golden | bench | verify+bench
+    model: ModelConfig
+    framework: str  # the model's framework (parity.frameworks)
+    inputs: InputsConfig
+    exporter: Any  # the exporter plugin's own config dataclass
+    backend: Any
+    transform: Any
+    numerics: NumericsConfig
+    tolerance: ToleranceConfig  # as declared (per_output typed)
+    backend_tolerance: ToleranceSet  # the backend check's tolerance per output / probe
+    reference_tolerance: ToleranceSet  # the reference check's (the live model against its own golden)
+    batch_sizes: tuple[int, ...] | None  # verify; None: one batch of all the golden's samples
+    bench_batch_sizes: tuple[int, ...]
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    input_axes: Mapping[str, int]  # batch axis of every input
+    output_axes: Mapping[str, int | None]  # batch axis of every output (None: not batched)
+    localize: bool
+    checks: ChecksConfig
+    bench: BenchConfig
+    golden: GoldenConfig
+    report: ReportConfig
+
+    @property
+    def makes_golden(self) -> bool:
+        return self.mode == "golden"
+
+    @property
+    def verifies(self) -> bool:
+        return self.mode in ("verify", "verify+bench")
+
+    @property
+    def benches(self) -> bool:
+        return self.mode in ("bench", "verify+bench")
+
+    def sizes(self, golden_samples: int) -> tuple[int, ...]:
+        """The batch sizes a verify job runs against a golden of `golden_samples` samples."""
+        return self.batch_sizes or (golden_samples,)
+
+    def input_shapes(self) -> dict[str, list[Any]]:
+        """Each input's declared shape, `batch` on its batch axis."""
+        return {s.name: list(s.shape) for s in self.model.inputs}
+
+
+def build_plan(cfg: Any) -> JobPlan:
+    """Validate the composed config and type it into a JobPlan; ConfigError (one line) for anything wrong."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"missing mandatory value(s): {', '.join(missing)}")
+    model = typed_node(ModelConfig, cfg.model, "model")
+    inputs = typed_node(InputsConfig, cfg.inputs, "inputs")
+    tolerance = typed_node(ToleranceConfig, cfg.tolerance, "tolerance")
+    numerics = typed_node(NumericsConfig, cfg.numerics, "numerics")
+    checks = typed_node(ChecksConfig, cfg.checks, "checks")
+    bench = typed_node(BenchConfig, cfg.bench, "bench")
+    golden = typed_node(GoldenConfig, cfg.golden, "golden")
+    report = typed_node(ReportConfig, cfg.report, "report")
+    framework = str(getattr(model.framework, "value", model.framework))
+    _check_model(model)
+    per_output = _per_output(tolerance, model)
+    tolerance.per_output = per_output  # the typed copy (cfg itself is never written)
+    _check_numbers(tolerance, checks, bench, inputs, per_output)
+    if checks.probes and framework != "torch":
+        raise ConfigError(f"checks.probes needs a torch model (forward hooks); model '{model.name}' is {framework}")
+    if checks.probes and not model.probes:
+        raise ConfigError(f"checks.probes=true but model '{model.name}' declares no probes (model.probes)")
+    _check_formats(report)
+    exporter = plugins.typed_config("exporter", cfg.exporter).with_numerics(numerics)
+    backend = plugins.typed_config("backend", cfg.backend).with_numerics(numerics)
+    transform = plugins.typed_config("transform", cfg.transform)
+    batch_sizes = tuple(inputs.batch_sizes) if inputs.batch_sizes else None
+    backend_tolerance = _tolerance_set(tolerance, per_output)
+    return JobPlan(
+        mode=str(getattr(cfg.mode, "value", cfg.mode)),
+        model=model,
+        framework=framework,
+        inputs=inputs,
+        exporter=exporter,
+        backend=backend,
+        transform=transform,
+        numerics=numerics,
+        tolerance=tolerance,
+        backend_tolerance=backend_tolerance,
+        reference_tolerance=backend_tolerance if tolerance.reference is None
+        else _tolerance_set(tolerance.reference, per_output),
+        batch_sizes=batch_sizes,
+        bench_batch_sizes=tuple(bench.batch_sizes or batch_sizes or (inputs.num_samples,)),
+        input_names=tuple(s.name for s in model.inputs),
+        output_names=tuple(o.name for o in model.outputs),
+        input_axes=MappingProxyType({s.name: list(s.shape).index(BATCH) for s in model.inputs}),
+        output_axes=MappingProxyType({o.name: o.batch_axis for o in model.outputs}),
+        localize=str(getattr(cfg.localize, "value", cfg.localize)) == "all",
+        checks=checks,
+        bench=bench,
+        golden=golden,
+        report=report,
+    )
+
+
+def typed_node(schema: type[T], node: Any, where: str) -> T:
+    """A config node as an instance of its schema dataclass; one-line ConfigError naming the key."""
+    try:
+        plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), plain))
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{where}{'.' + key if key and not key.startswith(where) else ''}: {first}") from None
+
+
+def _check_model(model: ModelConfig) -> None:
+    if "_target_" not in model.builder:
+        raise ConfigError(f"model.builder needs a _target_ (model '{model.name}')")
+    names = [i.name for i in model.inputs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"model.inputs has duplicate names: {names}")
+    for spec in model.inputs:
+        shape = list(spec.shape)
+        if shape.count(BATCH) != 1:
+            raise ConfigError(f"input '{spec.name}': shape {shape} must contain '{BATCH}' exactly once")
+        for dim in shape:
+            if dim != BATCH and not (isinstance(dim, int) and dim > 0):
+                raise ConfigError(f"input '{spec.name}': shape {shape} has a bad dimension {dim!r}")
+        if spec.dtype not in _DTYPES:
+            raise ConfigError(f"input '{spec.name}': unknown dtype '{spec.dtype}' (one of {sorted(_DTYPES)})")
+    outs = [o.name for o in model.outputs]
+    if not outs or len(set(outs)) != len(outs):
+        raise ConfigError(f"model.outputs must be non-empty with unique names: {outs}")
+
+
+def _per_output(tolerance: ToleranceConfig, model: ModelConfig) -> dict[str, OutputTolerance]:
+    outs = [o.name for o in model.outputs]
+    unknown = set(tolerance.per_output) - set(outs) - set(model.probes)
+    if unknown:
+        raise ConfigError(f"tolerance.per_output names unknown outputs {sorted(unknown)} "
+                          f"(model outputs: {outs}, probes: {list(model.probes)})")
+    return {name: typed_node(OutputTolerance, entry, f"tolerance.per_output.{name}")
+            for name, entry in tolerance.per_output.items()}
+
+
+def _check_numbers(tolerance: ToleranceConfig, checks: ChecksConfig, bench: BenchConfig, inputs: InputsConfig,
+                   per_output: Mapping[str, OutputTolerance]) -> None:
+    for name in ("atol", "rtol"):
+        if getattr(tolerance, name) < 0:
+            raise ConfigError(f"tolerance.{name} must be >= 0, got {getattr(tolerance, name)}")
+    for name, override in per_output.items():
+        for key in ("atol", "rtol"):
+            if getattr(override, key) is not None and getattr(override, key) < 0:
+                raise ConfigError(f"tolerance.per_output.{name}.{key} must be >= 0")
+    if checks.repeats < 1:
+        raise ConfigError(f"checks.repeats must be >= 1, got {checks.repeats}")
+    if checks.localize_chunk < 1:
+        raise ConfigError(f"checks.localize_chunk must be >= 1, got {checks.localize_chunk}")
+    for key in ("runs", "max_runs"):
+        if getattr(bench, key) < 1:
+            raise ConfigError(f"bench.{key} must be >= 1, got {getattr(bench, key)}")
+    if bench.warmup_runs < 0 or bench.min_seconds < 0 or bench.warmup_seconds < 0 or bench.max_seconds <= 0:
+        raise ConfigError("bench warm-up counts and durations must be >= 0 (max_seconds > 0)")
+    if any(b < 1 for b in bench.batch_sizes or []):
+        raise ConfigError(f"bench.batch_sizes must be >= 1, got {list(bench.batch_sizes)}")
+    if inputs.num_samples < 1:
+        raise ConfigError(f"inputs.num_samples must be >= 1, got {inputs.num_samples}")
+    for b in inputs.batch_sizes or []:
+        if b < 1:
+            raise ConfigError(f"inputs.batch_sizes must be >= 1, got {b}")
+        if b > inputs.num_samples:
+            raise ConfigError(f"batch size {b} exceeds the {inputs.num_samples} samples of input set "
+                              f"'{inputs.name}'")
+
+
+def _check_formats(report: ReportConfig) -> None:
+    from parity.report.formats import writer_names
+
+    unknown = [f for f in report.formats if f not in writer_names()]
+    if unknown:
+        raise ConfigError(f"report.formats names unknown formats {unknown} (known: {', '.join(writer_names())})")
+
+
+def _tolerance_set(base: Any, per_output: Mapping[str, OutputTolerance]) -> ToleranceSet:
+    """`base`'s values for every name, with each per_output entry's atol / rtol / check where it sets them."""
+    default = Tolerance(atol=float(base.atol), rtol=float(base.rtol), check=base.check,
+                        min_top1_agreement=base.min_top1_agreement, max_prob_diff_pp=base.max_prob_diff_pp)
+    per_name = {}
+    for name, override in per_output.items():
+        per_name[name] = Tolerance(
+            atol=float(default.atol if override.atol is None else override.atol),
+            rtol=float(default.rtol if override.rtol is None else override.rtol),
+            check=default.check if override.check is None else override.check,
+            min_top1_agreement=default.min_top1_agreement, max_prob_diff_pp=default.max_prob_diff_pp)
+    return ToleranceSet(default=default, per_name=MappingProxyType(per_name))
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Where a job runs: its output directory, the directory parity was started in (relative golden roots resolve
+    against it), the command-line overrides (for the commands errors suggest) and its number in a sweep."""
+
+    output_dir: Path
+    start_dir: Path
+    overrides: tuple[str, ...] = ()
+    num: int | None = None

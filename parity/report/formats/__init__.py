@@ -1,0 +1,61 @@
+"""Report writers, registered by name: `report.formats: [json, table]` picks them. A new format is one module
+in this package defining a ReportWriter subclass decorated with @writer; it is found by name automatically.
+
+Writers get the reports in their JSON form (validated against the schemas): a job's report.json document and
+a sweep's sweep_report.json document.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+from abc import ABC, abstractmethod
+from functools import cache
+from importlib import import_module
+from pathlib import Path
+from typing import Any, ClassVar
+
+_WRITERS: dict[str, type[ReportWriter]] = {}
+
+
+class ReportWriter(ABC):
+    """Writes (or prints) a job report and a sweep report in one format.
+
+    `needs_valid`: only a report that passed its schema is written (a machine-read file); `prints`: it writes to
+    stdout, so it runs after every file writer (a file that failed to write turns the printed verdict to ERROR).
+    """
+
+    name: ClassVar[str]
+    needs_valid: ClassVar[bool] = True
+    prints: ClassVar[bool] = False
+
+    @abstractmethod
+    def job(self, report: dict[str, Any], settings: Any, output_dir: Path) -> Path | None:
+        """Write one job's report; the path written, if any."""
+
+    @abstractmethod
+    def sweep(self, document: dict[str, Any], settings: Any, sweep_dir: Path) -> Path | None:
+        """Write a sweep's report; the path written, if any."""
+
+
+def writer(cls: type[ReportWriter]) -> type[ReportWriter]:
+    """Class decorator registering a writer under its `name`."""
+    _WRITERS[cls.name] = cls
+    return cls
+
+
+@cache
+def _discover() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        import_module(f"{__name__}.{info.name}")
+
+
+def writer_names() -> list[str]:
+    _discover()
+    return sorted(_WRITERS)
+
+
+def writers(names: list[str]) -> list[ReportWriter]:
+    """The writers named, file writers first, each once."""
+    _discover()
+    chosen = [_WRITERS[n]() for n in dict.fromkeys(names)]
+    return sorted(chosen, key=lambda w: w.prints)

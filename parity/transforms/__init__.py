@@ -1,0 +1,5 @@
+"""Post-export transforms of the artifact (fp16 conversion, INT8 quantization), each with its config dataclass.
+
+A transform takes the exported artifact and writes a new one beside it; the backend runs the new one, and the
+export record carries both: the original's path/SHA-256/size and, under `transform`, the transformed one's.
+"""
