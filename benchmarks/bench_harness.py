@@ -33,7 +33,7 @@ def parity_median(model: str, batch: int, run_dir: Path) -> tuple[float, dict]:
     cmd = [sys.executable, "-m", "parity", "mode=bench", f"model={model}", f"bench.batch_sizes=[{batch}]",
            f"bench.warmup_runs={WARMUP}", f"bench.runs={RUNS}", "bench.min_seconds=0", "bench.plot=false",
            f"backend.intra_op_num_threads={THREADS[0]}", f"backend.inter_op_num_threads={THREADS[1]}",
-           "report.print_table=false", f"hydra.run.dir={run_dir}"]
+           "report.formats=[json]", f"hydra.run.dir={run_dir}"]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     report = json.loads((run_dir / "report.json").read_text())
     return report["bench"]["results"][0]["median_ms"], report

@@ -111,6 +111,22 @@ def _settings(settings: Any, sizes: Sequence[int]) -> dict[str, Any]:
     return {**values, "batch_sizes": list(sizes)}
 
 
+def with_plot(measured: BenchReport, conversion: Any, path: Path, title: str) -> BenchReport:
+    """The benchmark with its latency plot written to `path` (or, without matplotlib, the reason there is none)."""
+    from parity.report.model import artifact_label
+
+    if not any(r.error is None for r in measured.results):
+        return measured
+    exporter = artifact_label(conversion.exporter.name, conversion.transform.name) if conversion.exporter else None
+    label = f"{exporter}×{conversion.backend.name}" if exporter else conversion.backend.name
+    try:
+        plot = plot_latency({label: [r.to_dict() for r in measured.results]}, path, title)
+    except Exception as exc:  # matplotlib missing or broken: the numbers still stand
+        log.warning("no latency plot: %s", one_line(exc))
+        return dataclasses.replace(measured, plot_error=one_line(exc))
+    return dataclasses.replace(measured, plot=str(plot))
+
+
 def plot_latency(series: dict[str, list[dict[str, Any]]], path: Path, title: str) -> Path:
     """Log-log latency vs batch size per backend: the median line with a band up to p95."""
     import matplotlib

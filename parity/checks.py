@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -44,16 +44,31 @@ def reference(plan: JobPlan, framework: Any, model: Any, feeds: Mapping[str, np.
     return compare(plan, "reference", batch, expected, live, plan.reference_tolerance, time.perf_counter() - start)
 
 
-def backend(plan: JobPlan, session: Any, feeds: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],
-            batch: int) -> tuple[CheckResult, dict[str, np.ndarray] | None]:
-    """The converted model on the backend against the golden: is the conversion right? And its outputs."""
-    start = time.perf_counter()
+class BackendRun(NamedTuple):
+    result: CheckResult
+    candidate: dict[str, np.ndarray] | None  # the backend's outputs, when it ran
+    session: Any  # the session they came from (parity.backends.base.Session), when it opened
+
+
+def backend(plan: JobPlan, cache: Any, sessions: Any, feeds: Mapping[str, np.ndarray],
+            expected: Mapping[str, np.ndarray], batch: int) -> BackendRun:
+    """The converted model on the backend against the golden: is the conversion right? On the session of the
+    batch size's artifact (parity.conversion: the cache makes it, the pool keeps its session open)."""
+    if cache.conversion.skip_reason is not None:
+        return BackendRun(skipped("backend", batch, cache.conversion.skip_reason), None, None)
+    artifact = cache.get(batch)
+    if artifact.failure():
+        return BackendRun(CheckResult("backend", batch, Verdict.ERROR, artifact.failure()), None, None)
+    session = None
     try:
+        session = sessions.open(artifact)
+        start = time.perf_counter()
         candidate = session.infer(feeds)
     except ParityError as exc:
-        return error("backend", batch, exc), None
-    result = compare(plan, "backend", batch, expected, candidate, plan.backend_tolerance, time.perf_counter() - start)
-    return result, candidate
+        return BackendRun(error("backend", batch, exc), None, session)
+    seconds = time.perf_counter() - start
+    result = compare(plan, "backend", batch, expected, candidate, plan.backend_tolerance, seconds)
+    return BackendRun(result, candidate, session)
 
 
 def error(check: str, batch: int, exc: BaseException) -> CheckResult:

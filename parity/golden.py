@@ -59,6 +59,15 @@ def create_command(
     return " ".join(parts)
 
 
+def reference_manifest(num_samples: int, weights_sha256: str | None, input_batch_axes: dict[str, int],
+                       reference: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """The manifest fields a golden made by parity records (the store adds its files, arrays and hashes)."""
+    from parity.environment import environment, now
+
+    return {"num_samples": num_samples, "weights_sha256": weights_sha256, "input_batch_axes": input_batch_axes,
+            "reference": reference, "config": config, "environment": environment(), "created": now()}
+
+
 @dataclass(frozen=True)
 class Golden:
     """A loaded, integrity-checked golden."""

@@ -140,6 +140,16 @@ def build_plan(cfg: Any) -> JobPlan:
     )
 
 
+def report_settings(cfg: Any) -> ReportConfig:
+    """The report settings of a job whose plan could not be built (the defaults where they are invalid too)."""
+    try:
+        settings = typed_node(ReportConfig, cfg.report, "report")
+        _check_formats(settings)
+        return settings
+    except ConfigError:
+        return ReportConfig()
+
+
 def typed_node(schema: type[T], node: Any, where: str) -> T:
     """A config node as an instance of its schema dataclass; one-line ConfigError naming the key."""
     try:

@@ -14,6 +14,7 @@ from torch import nn
 
 from parity.backends.onnxruntime import OrtBackend, OrtBackendConfig, OrtSession
 from parity.exporters.torch_onnx import TorchScriptExporter, TorchScriptExporterConfig
+from parity.report.formats import ReportWriter, writer
 from parity.transforms.float16 import Float16Transform
 
 
@@ -189,3 +190,20 @@ class BrokenTransform(Float16Transform):
 
     def _apply_impl(self, *args: Any, **kwargs: Any) -> None:
         raise RuntimeError("Unsupported op for quantization: NoSuchOp")
+
+
+@writer
+class VerdictLineWriter(ReportWriter):
+    """A user's own report format: one line per job (`<verdict> <model>`) in verdict.txt, one per sweep."""
+
+    name = "verdict_line"
+
+    def job(self, report: dict[str, Any], settings: Any, output_dir: Path) -> Path:
+        path = output_dir / "verdict.txt"
+        path.write_text(f"{report['verdict']} {report['model']['name']}\n")
+        return path
+
+    def sweep(self, document: dict[str, Any], settings: Any, sweep_dir: Path) -> Path:
+        path = sweep_dir / "verdict.txt"
+        path.write_text(f"{document['verdict']} {len(document['jobs'])} jobs\n")
+        return path

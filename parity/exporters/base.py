@@ -9,7 +9,7 @@ from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 
@@ -31,6 +31,20 @@ class ExporterConfig(PluginConfig):
     def with_numerics(self, numerics: Any) -> ExporterConfig:
         """This config with the numerics option's settings for exporters applied (none by default)."""
         return self
+
+
+@dataclass
+class OnnxExporterConfig(ExporterConfig):
+    """An exporter writing ONNX: the opset it targets and whether it folds constants."""
+
+    opset: Optional[int] = None  # None: the exporter's default
+    constant_folding: bool = True
+
+    def with_numerics(self, numerics: Any) -> OnnxExporterConfig:
+        """numerics.export_constant_folding (seed 003's strict set turns it off) overrides constant_folding."""
+        if numerics.export_constant_folding is None:
+            return self
+        return dataclasses.replace(self, constant_folding=bool(numerics.export_constant_folding))
 
 
 class Exporter(Plugin):

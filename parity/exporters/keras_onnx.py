@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -14,21 +13,16 @@ from typing import Any, Optional
 
 import numpy as np
 
-from parity.exporters.base import Exporter, ExporterConfig
+from parity.exporters.base import Exporter, OnnxExporterConfig
 from parity.plugins import register
 
 
 @dataclass
-class KerasExporterConfig(ExporterConfig):
+class KerasExporterConfig(OnnxExporterConfig):
     """A Keras -> ONNX exporter (tf2onnx underneath)."""
 
     opset: Optional[int] = 17
     constant_folding: bool = True  # tf2onnx always optimises: false is recorded as a warning, nothing more
-
-    def with_numerics(self, numerics: Any) -> KerasExporterConfig:
-        if numerics.export_constant_folding is None:
-            return self
-        return dataclasses.replace(self, constant_folding=bool(numerics.export_constant_folding))
 
 
 @dataclass

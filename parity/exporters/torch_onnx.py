@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,21 +10,13 @@ from typing import Any, Optional
 
 import numpy as np
 
-from parity.exporters.base import Exporter, ExporterConfig
+from parity.exporters.base import Exporter, OnnxExporterConfig
 from parity.plugins import register
 
 
 @dataclass
-class TorchExporterConfig(ExporterConfig):
+class TorchExporterConfig(OnnxExporterConfig):
     """A torch -> ONNX exporter."""
-
-    opset: Optional[int] = None  # None: the exporter's default
-    constant_folding: bool = True
-
-    def with_numerics(self, numerics: Any) -> TorchExporterConfig:
-        if numerics.export_constant_folding is None:
-            return self
-        return dataclasses.replace(self, constant_folding=bool(numerics.export_constant_folding))
 
 
 @dataclass

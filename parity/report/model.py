@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import parity
@@ -60,6 +61,13 @@ class GoldenInfo(Record):
     weights_sha256: str | None = None
     written: bool = False
 
+    @classmethod
+    def of(cls, golden: Any, input_set: str, root: Any, written: bool = False) -> GoldenInfo:
+        """What a loaded golden (parity.golden.Golden) says of itself, below the store's `root`."""
+        return cls(input_set=input_set, root=str(Path(root).resolve()), path=str(golden.path),
+                   num_samples=golden.num_samples, created=golden.manifest.get("created"),
+                   weights_sha256=golden.manifest.get("weights_sha256"), written=written)
+
 
 @dataclass
 class JobReport:
@@ -112,6 +120,14 @@ class JobReport:
             golden=GoldenInfo(input_set=name("inputs")),
             config=resolved,
         )
+
+    def describe(self, conversion: Any) -> None:
+        """What the backend under test takes, and whether it can run here (parity.conversion.Conversion)."""
+        self.backend.accepts = sorted(conversion.backend.accepts)
+        self.backend.available = conversion.skip_reason is None
+        self.backend.skip_reason = conversion.skip_reason
+        if conversion.exporter is None:  # eager: nothing is exported (a transform asked for stays: the SKIP's cause)
+            self.exporter = None
 
     def fail(self, exc: BaseException) -> None:
         """Record what stopped the job: a typed error in one line, anything else as unexpected."""

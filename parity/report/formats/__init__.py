@@ -7,12 +7,18 @@ a sweep's sweep_report.json document.
 
 from __future__ import annotations
 
+import json
+import logging
 import pkgutil
 from abc import ABC, abstractmethod
 from functools import cache
 from importlib import import_module
 from pathlib import Path
 from typing import Any, ClassVar
+
+from parity.errors import one_line
+
+log = logging.getLogger("parity")
 
 _WRITERS: dict[str, type[ReportWriter]] = {}
 
@@ -59,3 +65,32 @@ def writers(names: list[str]) -> list[ReportWriter]:
     _discover()
     chosen = [_WRITERS[n]() for n in dict.fromkeys(names)]
     return sorted(chosen, key=lambda w: w.prints)
+
+
+def write_job(report: Any, settings: Any, output_dir: Path) -> None:
+    """Validate a job's report against its schema, then hand it to every requested writer. A report breaking its
+    schema is a parity bug: an ERROR saying so, the evidence kept beside it, and no machine-read file written."""
+    from parity.report.schema import REPORT_SCHEMA, validate
+
+    document = report.to_dict()
+    try:
+        validate(document, REPORT_SCHEMA)
+        valid = True
+    except Exception as exc:
+        bad = output_dir / f"{settings.filename}.invalid"
+        bad.write_text(json.dumps(document, indent=2, default=str))
+        report.error = f"internal error: the report failed its schema ({one_line(exc)}); kept at {bad}"
+        log.error(report.error)
+        document, valid = report.to_dict(), False
+    for chosen in writers(list(settings.formats)):
+        if chosen.needs_valid and not valid:
+            continue
+        try:
+            path = chosen.job(document, settings, output_dir)
+        except Exception as exc:  # a writer failing must not hide the verdict
+            report.error = report.error or f"report format '{chosen.name}' failed: {one_line(exc)}"
+            log.error("report format '%s' failed: %s", chosen.name, one_line(exc))
+            document = report.to_dict()
+            continue
+        if path is not None:
+            log.info("report: %s", path)
