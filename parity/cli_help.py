@@ -31,11 +31,23 @@ def render_help(config_dir: str, argv: list[str]) -> str:
         cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
         loader: Any = GlobalHydra.instance().config_loader()
         lines = [cfg.hydra.help.header.rstrip(), "", "== Config groups (group=option) =="]
+        options_of = _group_lister(loader, overrides)
         for group in sorted(g for g in loader.list_groups("") if g != "hydra"):
-            options = loader.get_group_options(group, results_filter=ObjectType.CONFIG, config_name="config",
-                                               overrides=overrides)
+            options = options_of(group, ObjectType.CONFIG)
             lines.append(f"{group}: {', '.join(o for o in options if not o.startswith('base_'))}")
         job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
         lines += ["", "== Config (override anything: key=value) ==", OmegaConf.to_yaml(job).rstrip(), "",
                   cfg.hydra.help.footer.rstrip()]
     return "\n".join(lines)
+
+
+def _group_lister(loader: Any, overrides: list[str]) -> Any:
+    """`(group, kind) -> options`. Hydra's public get_group_options deep-copies the whole config repository
+    (parity's schemas included) on every call; hydra-core 1.3's loader can build one repository for these
+    overrides that serves every group."""
+    build = getattr(loader, "_parse_overrides_and_create_caching_repo", None)
+    if build is None:  # another Hydra: the public call, once per group
+        return lambda group, kind: loader.get_group_options(group, results_filter=kind, config_name="config",
+                                                            overrides=overrides)
+    repository = build("config", overrides)[1]
+    return repository.get_group_options

@@ -8,12 +8,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
-from parity.config import Check, OutputKind
 from parity.results import OutputResult, Verdict
+
+class OutputKind(str, Enum):
+    """What an output holds; logits and probabilities turn on the classification metrics."""
+
+    tensor = "tensor"
+    logits = "logits"
+    probabilities = "probabilities"
+
+
+class Check(str, Enum):
+    """Which error statistic must hold against the tolerance (Polygraphy's check_error_stat)."""
+
+    elementwise = "elementwise"  # every element: |d| <= atol + rtol * |ref|
+    max = "max"  # max |d| <= atol, or max rel <= rtol
+    mean = "mean"  # mean |d| <= atol, or mean rel <= rtol
+    median = "median"  # median |d| <= atol, or median rel <= rtol
+    l2_rel = "l2_rel"  # ||d||_2 / ||golden||_2 <= rtol (atol unused): reduced-precision variants
+
 
 GRADES = ((1.0, "excellent"), (5.0, "good"), (10.0, "look"))  # seed 000's grading of probability diffs, in pp
 

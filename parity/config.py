@@ -1,4 +1,7 @@
-"""Structured-config schemas for every config group, registered in Hydra's ConfigStore."""
+"""Structured-config schemas of the top-level config and the model, tolerance, inputs and numerics groups.
+
+Exporters, backends and transforms define their own schemas beside their classes (parity.plugins).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from enum import Enum
 from typing import Any, Optional
 
 from omegaconf import MISSING
+
+from parity.compare import Check, OutputKind  # the comparison's own vocabulary, used by these schemas
 
 BATCH = "batch"  # the symbol that marks the batch axis in an input's shape
 
@@ -39,24 +44,6 @@ class Framework(str, Enum):
 
     torch = "torch"
     keras = "keras"  # Keras 3 on the TensorFlow backend (the `tf` extra)
-
-
-class OutputKind(str, Enum):
-    """What an output holds; logits and probabilities turn on the classification metrics."""
-
-    tensor = "tensor"
-    logits = "logits"
-    probabilities = "probabilities"
-
-
-class Check(str, Enum):
-    """Which error statistic must hold against the tolerance (Polygraphy's check_error_stat)."""
-
-    elementwise = "elementwise"  # every element: |d| <= atol + rtol * |ref|
-    max = "max"  # max |d| <= atol, or max rel <= rtol
-    mean = "mean"  # mean |d| <= atol, or mean rel <= rtol
-    median = "median"  # median |d| <= atol, or median rel <= rtol
-    l2_rel = "l2_rel"  # ||d||_2 / ||golden||_2 <= rtol (atol unused): reduced-precision variants
 
 
 @dataclass

@@ -134,13 +134,14 @@ class ArtifactCache:
         log.info("exporting with %s%s%s", exporter.name, " (with probes)" if probed else "",
                  "" if key is None else f" at batch {batch_size}")
         out_dir = self.work_dir / "artifacts" / tag
+        output_axes = {**plan.output_axes, **{probe_output_name(p): 0 for p in probes}}
         artifact = exporter.export(model, {n: example[n] for n in plan.input_names}, dict(plan.input_axes), outputs,
-                                   out_dir, batch_size, {**plan.output_axes, **{probe_output_name(p): 0 for p in probes}})
+                                   out_dir, batch_size, output_axes)
         if artifact.record.ok:
             log.info("exported %s (sha256 %s…, %.1fs)", artifact.path, artifact.record.sha256[:12],
                      artifact.record.seconds)
-        artifact = self.conversion.transform.apply(artifact, self.samples,
-                                                   out_dir.with_name(f"{out_dir.name}-{self.conversion.transform.name}"))
+        transform = self.conversion.transform
+        artifact = transform.apply(artifact, self.samples, out_dir.with_name(f"{out_dir.name}-{transform.name}"))
         self.records.append(artifact.record)
         return artifact
 

@@ -154,9 +154,9 @@ def bench(plan: JobPlan, report: JobReport, work_dir: Path, cache: ArtifactCache
         measured = run_bench(plan.bench, cache, sizes, plan.model.inputs)
     report.numerics = report.numerics or record
     measured = dataclasses.replace(measured, parity_verdict=parity_verdict, backend=cache.conversion.backend.name)
-    if plan.bench.plot:
-        measured = with_plot(measured, cache.conversion, work_dir / "latency.png", f"{plan.model.name}: latency vs batch size")
-    report.bench = measured
+    title = f"{plan.model.name}: latency vs batch size"
+    report.bench = with_plot(measured, cache.conversion, work_dir / "latency.png", title) if plan.bench.plot \
+        else measured
 
 
 def _build(plan: JobPlan, framework: Any, report: JobReport) -> Any:

@@ -192,3 +192,18 @@ def test_the_exit_code_is_the_sweeps_aggregate_when_one_ran() -> None:
         assert outcome.exit_code() == 2
     finally:
         outcome.reset()
+
+
+def test_localisation_judges_each_tensor_with_the_tolerances_own_check() -> None:
+    """One element off by 0.01 in 100: outside elementwise's 1e-4 + 1e-3·|g|, inside a 1 % relative L2."""
+    from parity.compare import Tolerance
+    from parity.diagnostics.localize import Marked, _diverges
+
+    node = Marked(tensor="t", node="Conv_3", op_type="Conv", index=3)
+    ref = np.ones(100, np.float32)
+    cand = ref.copy()
+    cand[7] += 0.01
+    elementwise = _diverges(node, ref, cand, Tolerance(atol=1e-4, rtol=1e-3, check=Check.elementwise))
+    assert elementwise is not None and elementwise.node == "Conv_3" and "outside" in elementwise.reason
+    assert _diverges(node, ref, cand, Tolerance(atol=0.0, rtol=0.01, check=Check.l2_rel)) is None
+    assert _diverges(node, ref, cand, Tolerance(atol=0.02, rtol=0.0, check=Check.max)) is None

@@ -55,7 +55,8 @@ def test_torch_backend_needs_no_export(run_parity) -> None:
 
 
 def test_planted_onnx_weight_fault_fails(run_parity) -> None:
-    report, code = run_parity(["model=mlp", "exporter=torchscript", "exporter._target_=tests.plugins.PerturbingExporter"])
+    report, code = run_parity(["model=mlp", "exporter=torchscript",
+                               "exporter._target_=tests.plugins.PerturbingExporter"])
     assert code == 1 and report["verdict"] == "FAIL"
     assert _rows(report) == [("reference", 4, "PASS"), ("backend", 4, "FAIL")]
     assert "outside atol" in report["checks"][1]["outputs"][0]["message"]

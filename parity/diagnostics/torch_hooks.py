@@ -1,4 +1,4 @@
-"""Layer probes in torch: forward hooks on the probed modules, and a wrapper returning their tensors as extra outputs."""
+"""Layer probes in torch: forward hooks on the probed modules, and a wrapper returning their tensors as outputs."""
 
 from __future__ import annotations
 
