@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from parity import inputs as inputs_mod
-from parity.errors import ExportError, ParityError, one_line
+from parity.errors import ExportError, one_line
 from parity.results import BenchReport, BenchResult, ColdStart
 from parity.timing import latency_stats, stability
 
@@ -77,7 +77,7 @@ def run_bench(settings: Any, cache: Any, sizes: Sequence[int], input_specs: Sequ
                     if first_ms is not None:
                         cold.append(ColdStart(b, load_s, first_ms))
                     results.append(result)
-        except ParityError as exc:  # the artifact could not be made or loaded: every size it serves
+        except Exception as exc:  # the artifact could not be made, loaded or let go: every size it serves left
             done = {r.batch_size for r in results}
             for b in group:
                 if b not in done:

@@ -47,7 +47,8 @@ def reference(plan: JobPlan, framework: Any, model: Any, feeds: Mapping[str, np.
 class BackendRun(NamedTuple):
     result: CheckResult
     candidate: dict[str, np.ndarray] | None  # the backend's outputs, when it ran
-    session: Any  # the session they came from (parity.backends.base.Session), when it opened
+    session: Any  # the open session they came from (parity.backends.base.Session), when it ran
+    runtime: dict[str, Any] | None  # what really ran (session.runtime_info()), when a session opened
 
 
 def backend(plan: JobPlan, cache: Any, sessions: Any, feeds: Mapping[str, np.ndarray],
@@ -55,20 +56,24 @@ def backend(plan: JobPlan, cache: Any, sessions: Any, feeds: Mapping[str, np.nda
     """The converted model on the backend against the golden: is the conversion right? On the session of the
     batch size's artifact (parity.conversion: the cache makes it, the pool keeps its session open)."""
     if cache.conversion.skip_reason is not None:
-        return BackendRun(skipped("backend", batch, cache.conversion.skip_reason), None, None)
+        return BackendRun(skipped("backend", batch, cache.conversion.skip_reason), None, None, None)
     artifact = cache.get(batch)
     if artifact.failure():
-        return BackendRun(CheckResult("backend", batch, Verdict.ERROR, artifact.failure()), None, None)
-    session = None
+        return BackendRun(CheckResult("backend", batch, Verdict.ERROR, artifact.failure()), None, None, None)
     try:
         session = sessions.open(artifact)
-        start = time.perf_counter()
+    except ParityError as exc:
+        return BackendRun(error("backend", batch, exc), None, None, None)
+    runtime = session.runtime_info()
+    start = time.perf_counter()
+    try:
         candidate = session.infer(feeds)
     except ParityError as exc:
-        return BackendRun(error("backend", batch, exc), None, session)
+        sessions.close()  # a session whose run failed is not trusted with the next size: that one reloads
+        return BackendRun(error("backend", batch, exc), None, None, runtime)
     seconds = time.perf_counter() - start
     result = compare(plan, "backend", batch, expected, candidate, plan.backend_tolerance, seconds)
-    return BackendRun(result, candidate, session)
+    return BackendRun(result, candidate, session, runtime)
 
 
 def error(check: str, batch: int, exc: BaseException) -> CheckResult:

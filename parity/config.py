@@ -102,9 +102,16 @@ class OutputTolerance:
 
 
 @dataclass
-class ReferenceTolerance:
-    """The tolerance of the reference check, when it differs from the backend check's; per_output applies too."""
+class ReferenceToleranceConfig:
+    """The reference check's tolerance: the live source model against its own golden (did the framework drift?).
 
+    `same` (the default) judges it like the backend check; transforms select `fp32`, so that framework drift
+    cannot hide behind the looser preset (fp16, int8) that judges the transformed artifact. tolerance.per_output
+    entries apply either way.
+    """
+
+    name: str = MISSING
+    inherit: bool = True  # true: the tolerance option's own values; false: the values below
     atol: float = 1e-4
     rtol: float = 1e-3
     check: Check = Check.elementwise
@@ -126,9 +133,6 @@ class ToleranceConfig:
     # classification outputs only; None: reported, not part of the verdict
     min_top1_agreement: Optional[float] = None  # fraction in [0, 1]
     max_prob_diff_pp: Optional[float] = None  # percentage points
-    # the reference check (the live source model against its own golden); None: these same values. Presets for
-    # transformed artifacts (fp16, int8) set fp32 values here, so framework drift cannot hide behind them.
-    reference: Optional[ReferenceTolerance] = None
 
 
 @dataclass
@@ -211,6 +215,7 @@ class ParityConfig:
     exporter: Any = MISSING
     backend: Any = MISSING
     tolerance: Any = MISSING
+    reference_tolerance: Any = MISSING
     inputs: Any = MISSING
     numerics: Any = MISSING
     transform: Any = MISSING
@@ -236,6 +241,7 @@ def register_configs() -> None:
     cs.store(name="base_config", node=ParityConfig)
     cs.store(group="model", name="base_model", node=ModelConfig)
     cs.store(group="tolerance", name="base_tolerance", node=ToleranceConfig)
+    cs.store(group="reference_tolerance", name="base_reference_tolerance", node=ReferenceToleranceConfig)
     cs.store(group="inputs", name="base_inputs", node=InputsConfig)
     cs.store(group="numerics", name="base_numerics", node=NumericsConfig)
     plugins.register_schemas(cs)

@@ -16,7 +16,7 @@ from parity.bench import run_bench, with_plot
 from parity.conversion import ArtifactCache, Sessions, availability, build_conversion
 from parity.diagnostics.localize import run_localization
 from parity.diagnostics.probes import run_probes
-from parity.errors import ParityError, one_line
+from parity.errors import ParityError
 from parity.frameworks import framework_for
 from parity.golden import GoldenStore, reference_manifest
 from parity.plan import JobContext, JobPlan, build_plan, report_settings
@@ -94,7 +94,7 @@ def verify(plan: JobPlan, store: GoldenStore, report: JobReport, work_dir: Path)
     model = _build(plan, framework, report)
     regenerate = store.command(plan.model.name, plan.inputs.name, overwrite=True)
     checks.golden_fits(plan, golden, report.model.weights_sha256, regenerate, sizes)
-    conversion = build_conversion(plan, framework, sizes)
+    conversion = build_conversion(plan, framework, plan.backend_sizes(sizes))
     report.describe(conversion)
     cache = ArtifactCache(plan, conversion, framework, model, golden.inputs, sizes, work_dir)
     report.exports = cache.records  # every export this job makes, verify's and bench's
@@ -109,28 +109,30 @@ def verify(plan: JobPlan, store: GoldenStore, report: JobReport, work_dir: Path)
             run = checks.backend(plan, cache, sessions, feeds, expected, b)
             report.checks.append(run.result)
             log.info("b=%d backend %s: %s", b, conversion.backend.name, run.result.verdict.value)
-            if run.session is not None:
-                report.backend.runtime = run.session.runtime_info()
+            report.backend.runtime = run.runtime or report.backend.runtime
             if run.candidate is not None:
                 candidates[b] = run.candidate
-                if plan.checks.repeats > 1:
-                    report.determinism.append(checks.determinism(run.session, feeds, run.candidate, b,
-                                                                 plan.checks.repeats))
+                try:
+                    if plan.checks.repeats > 1:
+                        report.determinism.append(checks.determinism(run.session, feeds, run.candidate, b,
+                                                                     plan.checks.repeats))
+                except ParityError as exc:  # a repeat that fails: this size's ERROR, the other sizes go on
+                    report.checks.append(checks.error("backend", b, exc))
         sessions.close()
+        for b, candidate in candidates.items() if plan.report.save_outputs else ():
+            np.savez_compressed(work_dir / f"candidates_b{b}.npz", **candidate)
+            report.candidates.append(Candidate(b, str(work_dir / f"candidates_b{b}.npz")))
         first = next(iter(candidates), None)
         if plan.checks.probes:
             report.probes = run_probes(plan, cache, golden.inputs, first, candidates.get(first))
         if plan.localize:
             report.localization = run_localization(plan, cache, golden.inputs, first, work_dir / "localize")
-    if plan.report.save_outputs:
-        for b, candidate in candidates.items():
-            np.savez_compressed(work_dir / f"candidates_b{b}.npz", **candidate)
-            report.candidates.append(Candidate(b, str(work_dir / f"candidates_b{b}.npz")))
     return cache
 
 
 def bench(plan: JobPlan, report: JobReport, work_dir: Path, cache: ArtifactCache | None) -> None:
-    """Latency per batch size (seed 004) on the artifact the verify checked, or, in mode=bench, on a fresh one;
+    """Latency per batch size (seed 004) on the artifacts the verify checked (`cache`), or on fresh ones when
+    there is none (mode=bench, or a verify whose framework is not installed: the same reason then skips this);
     inputs are drawn from the declared specs, so any batch size runs and no golden is needed."""
     sizes = plan.bench_batch_sizes
     parity_verdict = report.checks_verdict()

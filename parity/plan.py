@@ -3,7 +3,8 @@
 `build_plan(cfg)` types each group (the plugin groups against their `_target_` class's own config dataclass),
 applies the numerics option through each plugin's hook, resolves the tolerances of the backend and reference
 checks per output, and derives batch sizes and batch axes. Every later stage reads the plan (or the part of
-it that it needs), never the raw config.
+it that it needs), never the raw config. The plan is frozen; the config dataclasses it holds are plain ones
+(OmegaConf builds them), which no stage writes.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from parity.config import (
     ModelConfig,
     NumericsConfig,
     OutputTolerance,
+    ReferenceToleranceConfig,
     ReportConfig,
     ToleranceConfig,
 )
 from parity.errors import ConfigError
+from parity.inputs import batch_axis
 
 _DTYPES = {"float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"}  # what npz can hold
 T = TypeVar("T")
@@ -49,7 +52,6 @@ class JobPlan:
     backend: Any
     transform: Any
     numerics: NumericsConfig
-    tolerance: ToleranceConfig  # as declared (per_output typed)
     backend_tolerance: ToleranceSet  # the backend check's tolerance per output / probe
     reference_tolerance: ToleranceSet  # the reference check's (the live model against its own golden)
     batch_sizes: tuple[int, ...] | None  # verify; None: one batch of all the golden's samples
@@ -80,6 +82,11 @@ class JobPlan:
         """The batch sizes a verify job runs against a golden of `golden_samples` samples."""
         return self.batch_sizes or (golden_samples,)
 
+    def backend_sizes(self, verify_sizes: tuple[int, ...]) -> tuple[int, ...]:
+        """Every batch size the backend will see in this job (verify's and, in verify+bench, bench's): what a
+        backend building for a shape range (TensorRT's optimisation profile) must cover."""
+        return tuple(sorted({*verify_sizes, *(self.bench_batch_sizes if self.benches else ())}))
+
     def input_shapes(self) -> dict[str, list[Any]]:
         """Each input's declared shape, `batch` on its batch axis."""
         return {s.name: list(s.shape) for s in self.model.inputs}
@@ -93,6 +100,7 @@ def build_plan(cfg: Any) -> JobPlan:
     model = typed_node(ModelConfig, cfg.model, "model")
     inputs = typed_node(InputsConfig, cfg.inputs, "inputs")
     tolerance = typed_node(ToleranceConfig, cfg.tolerance, "tolerance")
+    reference = typed_node(ReferenceToleranceConfig, cfg.reference_tolerance, "reference_tolerance")
     numerics = typed_node(NumericsConfig, cfg.numerics, "numerics")
     checks = typed_node(ChecksConfig, cfg.checks, "checks")
     bench = typed_node(BenchConfig, cfg.bench, "bench")
@@ -101,16 +109,12 @@ def build_plan(cfg: Any) -> JobPlan:
     framework = str(getattr(model.framework, "value", model.framework))
     _check_model(model)
     per_output = _per_output(tolerance, model)
-    tolerance.per_output = per_output  # the typed copy (cfg itself is never written)
-    _check_numbers(tolerance, checks, bench, inputs, per_output)
+    _check_numbers(tolerance, reference, checks, bench, inputs, per_output)
     if checks.probes and framework != "torch":
         raise ConfigError(f"checks.probes needs a torch model (forward hooks); model '{model.name}' is {framework}")
     if checks.probes and not model.probes:
         raise ConfigError(f"checks.probes=true but model '{model.name}' declares no probes (model.probes)")
     _check_formats(report)
-    exporter = plugins.typed_config("exporter", cfg.exporter).with_numerics(numerics)
-    backend = plugins.typed_config("backend", cfg.backend).with_numerics(numerics)
-    transform = plugins.typed_config("transform", cfg.transform)
     batch_sizes = tuple(inputs.batch_sizes) if inputs.batch_sizes else None
     backend_tolerance = _tolerance_set(tolerance, per_output)
     return JobPlan(
@@ -118,19 +122,17 @@ def build_plan(cfg: Any) -> JobPlan:
         model=model,
         framework=framework,
         inputs=inputs,
-        exporter=exporter,
-        backend=backend,
-        transform=transform,
+        exporter=plugins.typed_config("exporter", cfg.exporter, numerics),
+        backend=plugins.typed_config("backend", cfg.backend, numerics),
+        transform=plugins.typed_config("transform", cfg.transform, numerics),
         numerics=numerics,
-        tolerance=tolerance,
         backend_tolerance=backend_tolerance,
-        reference_tolerance=backend_tolerance if tolerance.reference is None
-        else _tolerance_set(tolerance.reference, per_output),
+        reference_tolerance=backend_tolerance if reference.inherit else _tolerance_set(reference, per_output),
         batch_sizes=batch_sizes,
         bench_batch_sizes=tuple(bench.batch_sizes or batch_sizes or (inputs.num_samples,)),
         input_names=tuple(s.name for s in model.inputs),
         output_names=tuple(o.name for o in model.outputs),
-        input_axes=MappingProxyType({s.name: list(s.shape).index(BATCH) for s in model.inputs}),
+        input_axes=MappingProxyType({s.name: batch_axis(s.shape) for s in model.inputs}),
         output_axes=MappingProxyType({o.name: o.batch_axis for o in model.outputs}),
         localize=str(getattr(cfg.localize, "value", cfg.localize)) == "all",
         checks=checks,
@@ -191,11 +193,15 @@ def _per_output(tolerance: ToleranceConfig, model: ModelConfig) -> dict[str, Out
             for name, entry in tolerance.per_output.items()}
 
 
-def _check_numbers(tolerance: ToleranceConfig, checks: ChecksConfig, bench: BenchConfig, inputs: InputsConfig,
-                   per_output: Mapping[str, OutputTolerance]) -> None:
-    for name in ("atol", "rtol"):
-        if getattr(tolerance, name) < 0:
-            raise ConfigError(f"tolerance.{name} must be >= 0, got {getattr(tolerance, name)}")
+def _check_numbers(tolerance: ToleranceConfig, reference: ReferenceToleranceConfig, checks: ChecksConfig,
+                   bench: BenchConfig, inputs: InputsConfig, per_output: Mapping[str, OutputTolerance]) -> None:
+    for where, values in (("tolerance", tolerance), ("reference_tolerance", reference)):
+        for name in ("atol", "rtol"):
+            if getattr(values, name) < 0:
+                raise ConfigError(f"{where}.{name} must be >= 0, got {getattr(values, name)}")
+        top1 = values.min_top1_agreement
+        if top1 is not None and not 0.0 <= top1 <= 1.0:
+            raise ConfigError(f"{where}.min_top1_agreement must be a fraction in [0, 1], got {top1}")
     for name, override in per_output.items():
         for key in ("atol", "rtol"):
             if getattr(override, key) is not None and getattr(override, key) < 0:

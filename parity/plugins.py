@@ -39,6 +39,11 @@ class PluginConfig:
     def validate(self) -> None:
         """Checks a schema cannot express (allowed values, ranges); raise ConfigError with one line."""
 
+    def with_numerics(self, numerics: Any) -> PluginConfig:
+        """This config with the numerics option's settings for this plugin applied: the plugin's own hook (the
+        default: none apply). Return a changed copy (dataclasses.replace), never self changed."""
+        return self
+
 
 class Plugin:
     """Base of every plugin class: built from its typed config, never from loose keyword arguments.
@@ -108,12 +113,19 @@ def plugin_class(group: str, target: str) -> type:
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ConfigError(f"{group}._target_ '{target}' is not a parity {group} (a subclass of "
                           f"{base.__module__}.{base.__qualname__})")
+    if not issubclass(cls.Config, base.Config):
+        raise ConfigError(f"{group}._target_ '{target}': its Config {cls.Config.__qualname__} must extend "
+                          f"{base.Config.__module__}.{base.Config.__qualname__}")
     return cls
 
 
-def typed_config(group: str, node: Any) -> Any:
-    """A composed group node as an instance of its class's `Config`: every key known and of its type, validated."""
-    plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+def typed_config(group: str, node: Any, numerics: Any = None) -> Any:
+    """A composed group node as an instance of its class's `Config`: every key known and of its type, the
+    numerics option applied through the config's own `with_numerics` hook, validated."""
+    try:
+        plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    except OmegaConfBaseException as exc:  # an interpolation that does not resolve
+        raise ConfigError(f"{group}: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from None
     target = plain.get("_target_")
     if not target or target == MISSING:
         raise ConfigError(f"{group} '{plain.get('name')}' names no class (_target_)")
@@ -125,6 +137,8 @@ def typed_config(group: str, node: Any) -> Any:
         where = f"{group}.{key}" if key else f"{group} '{plain.get('name')}'"
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"{where}: {first}") from None
+    if numerics is not None:
+        config = config.with_numerics(numerics)
     config.validate()
     return config
 

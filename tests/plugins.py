@@ -207,3 +207,29 @@ class VerdictLineWriter(ReportWriter):
         path = sweep_dir / "verdict.txt"
         path.write_text(f"{document['verdict']} {len(document['jobs'])} jobs\n")
         return path
+
+
+class ShapeRecordingSession(OrtSession):
+    def runtime_info(self) -> dict[str, Any]:
+        return {**super().runtime_info(), "expected_batch_sizes": list(self.backend.batch_sizes)}
+
+
+class ShapeRecordingBackend(OrtBackend):
+    """Real ONNX Runtime that says which batch sizes it was told to expect (what TensorRT builds its profile
+    from)."""
+
+    session_class = ShapeRecordingSession
+
+
+class RepeatFailingSession(OrtSession):
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.calls % 2 == 0:
+            raise RuntimeError("device lost on a repeated run")
+        return super()._infer(feeds)
+
+
+class RepeatFailingBackend(OrtBackend):
+    """Real ONNX Runtime whose every second run in a session fails (a flaky device)."""
+
+    session_class = RepeatFailingSession

@@ -207,3 +207,52 @@ def test_localisation_judges_each_tensor_with_the_tolerances_own_check() -> None
     assert elementwise is not None and elementwise.node == "Conv_3" and "outside" in elementwise.reason
     assert _diverges(node, ref, cand, Tolerance(atol=0.0, rtol=0.01, check=Check.l2_rel)) is None
     assert _diverges(node, ref, cand, Tolerance(atol=0.02, rtol=0.0, check=Check.max)) is None
+
+
+def test_a_backend_is_told_every_batch_size_of_verify_and_bench(run_parity) -> None:
+    """TensorRT builds its optimisation profile from these: the bench's sizes must be inside it too."""
+    report, code = run_parity(["model=mlp", "mode=verify+bench", "inputs.batch_sizes=[2,4]", "bench.batch_sizes=[1,16]",
+                               "backend._target_=tests.plugins.ShapeRecordingBackend", "bench.runs=2",
+                               "bench.min_seconds=0", "bench.warmup_runs=0", "bench.plot=false"])
+    assert code == 0, report["error"]
+    assert report["backend"]["runtime"]["expected_batch_sizes"] == [1, 2, 4, 16]
+    plan = build_plan(compose_cfg(["model=mlp", "inputs.batch_sizes=[2,4]", "bench.batch_sizes=[1,16]"]))
+    assert plan.backend_sizes((2, 4)) == (2, 4)  # verify alone: its own sizes
+
+
+def test_a_repeat_that_fails_is_that_sizes_error_and_the_job_goes_on(run_parity) -> None:
+    report, code = run_parity(["model=mlp", "checks.repeats=2", "inputs.batch_sizes=[2,4]",
+                               "backend._target_=tests.plugins.RepeatFailingBackend"])
+    backend = [(c["batch_size"], c["verdict"]) for c in report["checks"] if c["check"] == "backend"]
+    assert code == 2 and report["error"] is None and backend == [(2, "PASS"), (2, "ERROR"), (4, "PASS"), (4, "ERROR")]
+    assert "device lost on a repeated run" in report["checks"][2]["message"]
+    assert [c["batch_size"] for c in report["candidates"]] == [2, 4]
+
+
+def test_the_pairwise_matrix_has_no_distance_to_a_nan_candidate(tmp_path: Path) -> None:
+    from parity.pipeline import run_job
+    from parity.report.aggregate import aggregate
+
+    jobs = []
+    for num, extra in enumerate([["backend=torch_cpu"], ["backend._target_=tests.plugins.NaNBackend",
+                                                         "backend.name=ort_nan"]]):
+        out = tmp_path / "sweep" / str(num)
+        cfg = compose_cfg([f"golden.root={GOLDEN}", "model=mlp", "report.formats=[json]", *extra])
+        report = run_job(cfg, JobContext(output_dir=out, start_dir=tmp_path, overrides=tuple(extra), num=num))
+        jobs.append({"output_dir": str(out), "num": num, "overrides": [], "error": None,
+                     "report_data": report.to_dict()})
+    (matrix,) = aggregate(tmp_path / "sweep", "report.json", jobs).pairwise
+    pairs = {(p["a"], p["b"]): p for p in matrix["pairs"]}
+    assert matrix["labels"] == ["golden", "torch_cpu", "dynamo×ort_nan"], matrix
+    assert pairs[("golden", "torch_cpu")]["max_abs"] is not None
+    assert pairs[("golden", "dynamo×ort_nan")]["max_abs"] is None and pairs[("torch_cpu", "dynamo×ort_nan")][
+        "mean_abs"] is None
+
+
+def test_the_sweep_table_prints_a_job_that_left_no_report() -> None:
+    from parity.report.formats.table import sweep_table
+    from parity.report.model import SweepRow
+    from parity.results import Verdict
+
+    row = SweepRow(job=3, model=None, exporter=None, backend=None, verdict=Verdict.ERROR, message="job raised")
+    assert "ERROR" in sweep_table([row.to_dict()])

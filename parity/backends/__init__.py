@@ -1,1 +1,2 @@
-"""Backends: each a class built from config by Hydra's `_target_`; base.py holds the contract."""
+"""Backends, one module per runtime, each defining its config dataclass beside its class (parity.plugins);
+base.py holds the contract: `with backend.prepare(artifact) as session: session.infer(feeds)`."""

@@ -26,10 +26,6 @@ from parity.plugins import Plugin, PluginConfig
 class BackendConfig(PluginConfig):
     """A runtime that executes the model (eager) or an artifact of it."""
 
-    def with_numerics(self, numerics: Any) -> BackendConfig:
-        """This config with the numerics option's settings for this runtime applied (none by default)."""
-        return self
-
 
 class Session:
     """One artifact loaded on one backend; closed by the `prepare` block that opened it."""
@@ -118,4 +114,7 @@ class Backend(Plugin):
             yield session
         finally:
             session.closed = True
-            session._close()
+            try:
+                session._close()
+            except Exception as exc:  # a runtime failing to let go is the backend's error, not a crash
+                raise BackendError(f"backend '{self.name}' failed to close its session: {one_line(exc)}") from exc

@@ -59,9 +59,7 @@ class OrtBackendConfig(BackendConfig):
     def with_numerics(self, numerics: Any) -> OrtBackendConfig:
         if numerics.ort_graph_optimization_level is None:
             return self
-        changed = dataclasses.replace(self, graph_optimization_level=numerics.ort_graph_optimization_level)
-        changed.validate()
-        return changed
+        return dataclasses.replace(self, graph_optimization_level=numerics.ort_graph_optimization_level)
 
 
 class OrtSession(Session):

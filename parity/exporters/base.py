@@ -28,10 +28,6 @@ class ExporterConfig(PluginConfig):
 
     dynamic_batch: bool = True  # False: an export per batch size, each with a fixed batch
 
-    def with_numerics(self, numerics: Any) -> ExporterConfig:
-        """This config with the numerics option's settings for exporters applied (none by default)."""
-        return self
-
 
 @dataclass
 class OnnxExporterConfig(ExporterConfig):

@@ -45,23 +45,16 @@ class AggregateCallback(Callback):
                           "overrides": list(getattr(job_return, "overrides", None) or []), "error": error})
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from parity.plan import report_settings
         from parity.report import outcome
-        from parity.report.formats import writers
+        from parity.report.formats import write_sweep
 
-        settings = _settings(config)
+        settings = report_settings(config)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep = aggregate(sweep_dir, settings.filename, self.jobs)
-        document = sweep.to_dict()
-        for chosen in writers(list(settings.formats)):
-            chosen.sweep(document, settings, sweep_dir)
-        outcome.record_sweep(sweep.exit_code)
-
-
-def _settings(config: DictConfig) -> Any:
-    from parity.config import ReportConfig
-    from parity.plan import typed_node
-
-    return typed_node(ReportConfig, config.report, "report")
+        outcome.record_sweep(sweep.exit_code)  # first: whatever a writer does, the process exits with it
+        if not write_sweep(sweep, settings, sweep_dir):
+            outcome.record_sweep(2)  # a report that failed its schema, or a format that failed: an ERROR
 
 
 def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> SweepReport:
@@ -168,9 +161,15 @@ def pairwise(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for source in sources:
         report = source["report"]
         for candidate in report.get("candidates") or []:
+            try:
+                with np.load(candidate["path"], allow_pickle=False) as data:
+                    outputs = {k: np.array(data[k]) for k in data.files}
+            except (OSError, ValueError) as exc:  # moved, deleted or damaged since the job wrote it
+                log.warning("pairwise matrix without %s at batch %s: %s", _label(source), candidate["batch_size"],
+                            exc)
+                continue
             group = groups.setdefault((report["model"]["name"], candidate["batch_size"]), {})
-            with np.load(candidate["path"], allow_pickle=False) as data:
-                group[_label(source)] = {k: np.array(data[k]) for k in data.files}
+            group[_label(source)] = outputs
             if "golden" not in group:
                 golden = _golden_outputs(report, candidate["batch_size"])
                 if golden is not None:
@@ -183,8 +182,10 @@ def pairwise(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
             pairs = []
             for a, b in itertools.combinations(labels, 2):
                 x, y = candidates[a][output], candidates[b][output]
-                stats = difference(x, y) if x.shape == y.shape else {"max_abs": None, "mean_abs": None}
-                pairs.append({"a": a, "b": b, "max_abs": stats["max_abs"], "mean_abs": stats["mean_abs"]})
+                stats = difference(x, y) if x.shape == y.shape else {}
+                if stats.get("nonfinite") or stats.get("golden_nonfinite"):  # NaN/Inf: no distance to report
+                    stats = {}
+                pairs.append({"a": a, "b": b, "max_abs": stats.get("max_abs"), "mean_abs": stats.get("mean_abs")})
             matrices.append({"model": model, "batch_size": batch, "output": output, "labels": labels, "pairs": pairs})
     return matrices
 
@@ -199,13 +200,13 @@ def _golden_outputs(report: dict[str, Any], batch: int) -> dict[str, np.ndarray]
     golden = report["golden"]
     if not golden.get("root") or not golden.get("input_set"):
         return None
+    axes = {o["name"]: o.get("batch_axis", 0) for o in report.get("config", {}).get("model", {}).get("outputs", [])}
     try:
         loaded = GoldenStore(golden["root"]).load(report["model"]["name"], golden["input_set"])
-    except ParityError as exc:
+        return inputs_mod.take(loaded.outputs, axes, batch)
+    except (ParityError, OSError, ValueError, IndexError) as exc:
         log.warning("pairwise matrix without the golden: %s", exc)
         return None
-    axes = {o["name"]: o.get("batch_axis", 0) for o in report.get("config", {}).get("model", {}).get("outputs", [])}
-    return inputs_mod.take(loaded.outputs, axes, batch)
 
 
 def bench_comparison(sources: list[dict[str, Any]], sweep_dir: Path) -> list[dict[str, Any]]:

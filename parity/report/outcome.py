@@ -20,8 +20,9 @@ def record_sweep(code: int) -> None:
 
 
 def exit_code() -> int:
-    """A sweep's aggregate code when one ran (the worst job's), else the worst job's; 0 when nothing ran."""
-    return max(_SWEEPS) if _SWEEPS else max(_JOBS, default=0)
+    """The worst code recorded: every job's and a sweep's aggregate (which also counts jobs that left no
+    report); 0 when nothing ran."""
+    return max(_SWEEPS + _JOBS, default=0)
 
 
 def reset() -> None:

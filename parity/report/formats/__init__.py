@@ -67,6 +67,32 @@ def writers(names: list[str]) -> list[ReportWriter]:
     return sorted(chosen, key=lambda w: w.prints)
 
 
+def write_sweep(sweep: Any, settings: Any, sweep_dir: Path) -> bool:
+    """Validate a sweep's report against its schema, then hand it to every requested writer; a writer that
+    fails is logged and the others still run. False when something failed (the sweep is then an ERROR)."""
+    from parity.report.schema import SWEEP_SCHEMA, validate
+
+    document = sweep.to_dict()
+    try:
+        validate(document, SWEEP_SCHEMA)
+        valid = True
+    except Exception as exc:  # a parity bug: say so, keep the evidence
+        bad = sweep_dir / "sweep_report.json.invalid"
+        bad.write_text(json.dumps(document, indent=2, default=str))
+        log.error("internal error: the sweep report failed its schema (%s); kept at %s", one_line(exc), bad)
+        valid = False
+    ok = valid
+    for chosen in writers(list(settings.formats)):
+        if chosen.needs_valid and not valid:
+            continue
+        try:
+            chosen.sweep(document, settings, sweep_dir)
+        except Exception as exc:
+            ok = False
+            log.error("report format '%s' failed on the sweep: %s", chosen.name, one_line(exc))
+    return ok
+
+
 def write_job(report: Any, settings: Any, output_dir: Path) -> None:
     """Validate a job's report against its schema, then hand it to every requested writer. A report breaking its
     schema is a parity bug: an ERROR saying so, the evidence kept beside it, and no machine-read file written."""

@@ -191,8 +191,8 @@ def sweep_table(rows: list[dict[str, Any]], fmt: str = "github") -> str:
     """The multirun table: rows = jobs x outputs."""
     headers = ["job", "model", "exporter", "backend", "check", "batch", "output", "max abs", "mean abs", "L2 rel",
                "cosine", "top-1", "Δp max pp", "verdict"]
-    body = [[r["job"], r["model"], r["exporter"] or "—",
-             r["backend"] + (f" [{r['variant']}]" if r.get("variant") else ""),
+    body = [[r["job"], r["model"] or "—", r["exporter"] or "—",
+             (r["backend"] or "—") + (f" [{r['variant']}]" if r.get("variant") else ""),
              r["check"] or "—", _num(r["batch_size"], "d"), r["output"] or "—", _num(r["max_abs"]),
              _num(r["mean_abs"]), _num(r.get("l2_rel")), _num(r["cosine"], ".6f"),
              "—" if r["top1_agreement"] is None else f"{r['top1_agreement']:.0%}", _num(r.get("prob_diff_max_pp")),
