@@ -113,12 +113,12 @@ def _settings(settings: Any, sizes: Sequence[int]) -> dict[str, Any]:
 
 def with_plot(measured: BenchReport, conversion: Any, path: Path, title: str) -> BenchReport:
     """The benchmark with its latency plot written to `path` (or, without matplotlib, the reason there is none)."""
-    from parity.report.model import artifact_label
+    from parity.report.model import artifact_label, column
 
     if not any(r.error is None for r in measured.results):
         return measured
     exporter = artifact_label(conversion.exporter.name, conversion.transform.name) if conversion.exporter else None
-    label = f"{exporter}×{conversion.backend.name}" if exporter else conversion.backend.name
+    label = column(exporter, conversion.backend.name)
     try:
         plot = plot_latency({label: [r.to_dict() for r in measured.results]}, path, title)
     except Exception as exc:  # matplotlib missing or broken: the numbers still stand

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from parity.compare import Check, OutputKind  # the comparison's own vocabulary, used by these schemas
+from parity.errors import ConfigError
+
+T = TypeVar("T")
 
 BATCH = "batch"  # the symbol that marks the batch axis in an input's shape
 
@@ -245,3 +249,20 @@ def register_configs() -> None:
     cs.store(group="inputs", name="base_inputs", node=InputsConfig)
     cs.store(group="numerics", name="base_numerics", node=NumericsConfig)
     plugins.register_schemas(cs)
+
+
+def typed_node(schema: type[T], node: Any, where: str) -> T:
+    """A composed config node (interpolations resolved) as an instance of its schema dataclass: every key known
+    and of its type; a one-line ConfigError naming the key otherwise."""
+    try:
+        plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), plain))
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{where}{'.' + key if key and not key.startswith(where) else ''}: {first}") from None
+
+
+def value_of(option: Any) -> str:
+    """An enum-valued option (Mode, Localize, Framework) as its plain string; a string as it is."""
+    return str(getattr(option, "value", option))

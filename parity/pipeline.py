@@ -136,18 +136,19 @@ def bench(plan: JobPlan, report: JobReport, work_dir: Path, cache: ArtifactCache
     inputs are drawn from the declared specs, so any batch size runs and no golden is needed."""
     sizes = plan.bench_batch_sizes
     parity_verdict = report.checks_verdict()
+    reason = cache.conversion.skip_reason if cache is not None else None
     if cache is None:  # mode=bench: no golden; export examples and calibration come from the input set
         framework = framework_for(plan.framework)
         reason = availability(framework)
-        conversion = None if reason else build_conversion(plan, framework, sizes)
-        if conversion is not None:
+        if reason is None:
+            conversion = build_conversion(plan, framework, sizes)
             report.describe(conversion)
-        if not (reason or conversion.skip_reason):
+            reason = conversion.skip_reason
+        if reason is None:
             samples = inputs_mod.generate(plan.model.inputs, plan.inputs.num_samples, plan.inputs.seed)
             model = _build(plan, framework, report)
             cache = ArtifactCache(plan, conversion, framework, model, samples, sizes, work_dir)
             report.exports = cache.records
-    reason = cache.conversion.skip_reason if cache is not None else (reason or conversion.skip_reason)
     if reason is not None:
         report.bench = BenchReport(skip_reason=reason, parity_verdict=parity_verdict)
         log.info("bench skipped: %s", reason)

@@ -13,10 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from parity import plugins
 from parity.compare import Tolerance, ToleranceSet
@@ -32,12 +31,13 @@ from parity.config import (
     ReferenceToleranceConfig,
     ReportConfig,
     ToleranceConfig,
+    typed_node,
+    value_of,
 )
 from parity.errors import ConfigError
 from parity.inputs import batch_axis
 
 _DTYPES = {"float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"}  # what npz can hold
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def build_plan(cfg: Any) -> JobPlan:
     bench = typed_node(BenchConfig, cfg.bench, "bench")
     golden = typed_node(GoldenConfig, cfg.golden, "golden")
     report = typed_node(ReportConfig, cfg.report, "report")
-    framework = str(getattr(model.framework, "value", model.framework))
+    framework = value_of(model.framework)
     _check_model(model)
     per_output = _per_output(tolerance, model)
     _check_numbers(tolerance, reference, checks, bench, inputs, per_output)
@@ -118,7 +118,7 @@ def build_plan(cfg: Any) -> JobPlan:
     batch_sizes = tuple(inputs.batch_sizes) if inputs.batch_sizes else None
     backend_tolerance = _tolerance_set(tolerance, per_output)
     return JobPlan(
-        mode=str(getattr(cfg.mode, "value", cfg.mode)),
+        mode=value_of(cfg.mode),
         model=model,
         framework=framework,
         inputs=inputs,
@@ -134,7 +134,7 @@ def build_plan(cfg: Any) -> JobPlan:
         output_names=tuple(o.name for o in model.outputs),
         input_axes=MappingProxyType({s.name: batch_axis(s.shape) for s in model.inputs}),
         output_axes=MappingProxyType({o.name: o.batch_axis for o in model.outputs}),
-        localize=str(getattr(cfg.localize, "value", cfg.localize)) == "all",
+        localize=value_of(cfg.localize) == "all",
         checks=checks,
         bench=bench,
         golden=golden,
@@ -150,17 +150,6 @@ def report_settings(cfg: Any) -> ReportConfig:
         return settings
     except ConfigError:
         return ReportConfig()
-
-
-def typed_node(schema: type[T], node: Any, where: str) -> T:
-    """A config node as an instance of its schema dataclass; one-line ConfigError naming the key."""
-    try:
-        plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), plain))
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"{where}{'.' + key if key and not key.startswith(where) else ''}: {first}") from None
 
 
 def _check_model(model: ModelConfig) -> None:

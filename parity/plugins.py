@@ -15,8 +15,7 @@ from functools import cache
 from importlib import import_module
 from typing import Any, ClassVar
 
-from omegaconf import MISSING, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING
 
 from parity.errors import ConfigError, one_line
 
@@ -122,21 +121,12 @@ def plugin_class(group: str, target: str) -> type:
 def typed_config(group: str, node: Any, numerics: Any = None) -> Any:
     """A composed group node as an instance of its class's `Config`: every key known and of its type, the
     numerics option applied through the config's own `with_numerics` hook, validated."""
-    try:
-        plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
-    except OmegaConfBaseException as exc:  # an interpolation that does not resolve
-        raise ConfigError(f"{group}: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from None
-    target = plain.get("_target_")
+    from parity.config import typed_node
+
+    target = node.get("_target_")
     if not target or target == MISSING:
-        raise ConfigError(f"{group} '{plain.get('name')}' names no class (_target_)")
-    cls = plugin_class(group, target)
-    try:
-        config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.Config), plain))
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None)
-        where = f"{group}.{key}" if key else f"{group} '{plain.get('name')}'"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"{where}: {first}") from None
+        raise ConfigError(f"{group} '{node.get('name')}' names no class (_target_)")
+    config = typed_node(plugin_class(group, target).Config, node, group)
     if numerics is not None:
         config = config.with_numerics(numerics)
     config.validate()

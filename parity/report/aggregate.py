@@ -14,7 +14,7 @@ import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from parity.report.model import SweepJob, SweepReport, SweepRow, artifact_label, rows_of
+from parity.report.model import SweepJob, SweepReport, SweepRow, artifact_label, column, rows_of
 from parity.results import Verdict
 
 log = logging.getLogger("parity")
@@ -96,12 +96,6 @@ def _report_of(job: dict[str, Any], path: Path) -> tuple[dict[str, Any] | None, 
         return json.loads(path.read_text()), None
     except ValueError as exc:
         return None, f"unreadable report {path}: {exc}"
-
-
-def column(exporter: str | None, backend: str | None, variant: str = "") -> str:
-    """A sweep column: exporter(+transform)×backend, plus the job's other varying overrides in brackets."""
-    label = f"{exporter}×{backend}" if exporter else str(backend)
-    return f"{label} [{variant}]" if variant else label
 
 
 def _label(source: dict[str, Any]) -> str:

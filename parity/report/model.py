@@ -99,6 +99,8 @@ class JobReport:
         """The report of a job about to run, from the composed config as it stands (never raises)."""
         from omegaconf import OmegaConf
 
+        from parity.config import value_of
+
         try:
             resolved = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
         except Exception as exc:  # an unresolvable interpolation: keep the raw config
@@ -110,10 +112,9 @@ class JobReport:
 
         framework = cfg.model.get("framework", "torch") if cfg.get("model") is not None else None
         return cls(
-            mode=str(getattr(cfg.get("mode", "verify"), "value", cfg.get("mode", "verify"))),
+            mode=value_of(cfg.get("mode", "verify")),
             job=JobInfo(output_dir=output_dir, overrides=list(overrides), num=num),
-            model=ModelInfo(name=name("model"), framework=None if framework is None else
-                            str(getattr(framework, "value", framework))),
+            model=ModelInfo(name=name("model"), framework=None if framework is None else value_of(framework)),
             exporter=name("exporter"),
             transform=name("transform"),
             backend=BackendInfo(name=name("backend")),
@@ -268,6 +269,13 @@ class SweepReport:
             "pairwise": self.pairwise,
             "bench": self.bench,
         })
+
+
+def column(exporter: str | None, backend: str | None, variant: str = "") -> str:
+    """A result's label in sweeps and plots: exporter(+transform)×backend (the backend alone when eager), plus
+    the job's other varying overrides in brackets."""
+    label = f"{exporter}×{backend}" if exporter else str(backend)
+    return f"{label} [{variant}]" if variant else label
 
 
 def artifact_label(exporter: str | None, transform: str | None) -> str | None:

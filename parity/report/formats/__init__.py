@@ -70,18 +70,13 @@ def writers(names: list[str]) -> list[ReportWriter]:
 def write_sweep(sweep: Any, settings: Any, sweep_dir: Path) -> bool:
     """Validate a sweep's report against its schema, then hand it to every requested writer; a writer that
     fails is logged and the others still run. False when something failed (the sweep is then an ERROR)."""
-    from parity.report.schema import SWEEP_SCHEMA, validate
+    from parity.report.schema import SWEEP_SCHEMA
 
     document = sweep.to_dict()
-    try:
-        validate(document, SWEEP_SCHEMA)
-        valid = True
-    except Exception as exc:  # a parity bug: say so, keep the evidence
-        bad = sweep_dir / "sweep_report.json.invalid"
-        bad.write_text(json.dumps(document, indent=2, default=str))
-        log.error("internal error: the sweep report failed its schema (%s); kept at %s", one_line(exc), bad)
-        valid = False
-    ok = valid
+    problem = _schema_problem(document, SWEEP_SCHEMA, sweep_dir / "sweep_report.json.invalid")
+    if problem is not None:
+        log.error("%s", problem)
+    valid = ok = problem is None
     for chosen in writers(list(settings.formats)):
         if chosen.needs_valid and not valid:
             continue
@@ -96,18 +91,15 @@ def write_sweep(sweep: Any, settings: Any, sweep_dir: Path) -> bool:
 def write_job(report: Any, settings: Any, output_dir: Path) -> None:
     """Validate a job's report against its schema, then hand it to every requested writer. A report breaking its
     schema is a parity bug: an ERROR saying so, the evidence kept beside it, and no machine-read file written."""
-    from parity.report.schema import REPORT_SCHEMA, validate
+    from parity.report.schema import REPORT_SCHEMA
 
     document = report.to_dict()
-    try:
-        validate(document, REPORT_SCHEMA)
-        valid = True
-    except Exception as exc:
-        bad = output_dir / f"{settings.filename}.invalid"
-        bad.write_text(json.dumps(document, indent=2, default=str))
-        report.error = f"internal error: the report failed its schema ({one_line(exc)}); kept at {bad}"
+    problem = _schema_problem(document, REPORT_SCHEMA, output_dir / f"{settings.filename}.invalid")
+    valid = problem is None
+    if not valid:
+        report.error = problem
         log.error(report.error)
-        document, valid = report.to_dict(), False
+        document = report.to_dict()
     for chosen in writers(list(settings.formats)):
         if chosen.needs_valid and not valid:
             continue
@@ -120,3 +112,16 @@ def write_job(report: Any, settings: Any, output_dir: Path) -> None:
             continue
         if path is not None:
             log.info("report: %s", path)
+
+
+def _schema_problem(document: dict[str, Any], schema: str, evidence: Path) -> str | None:
+    """None when `document` validates against `schema`; else the one-line internal error, the document kept at
+    `evidence` (a report breaking its schema is a parity bug)."""
+    from parity.report.schema import validate
+
+    try:
+        validate(document, schema)
+    except Exception as exc:
+        evidence.write_text(json.dumps(document, indent=2, default=str))
+        return f"internal error: the report failed its schema ({one_line(exc)}); kept at {evidence}"
+    return None
