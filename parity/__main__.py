@@ -38,7 +38,8 @@ def _job(cfg: DictConfig) -> dict[str, Any]:
     hc = HydraConfig.get()
     multirun = hc.mode is not None and str(hc.mode).endswith("MULTIRUN")
     context = JobContext(output_dir=Path(hc.runtime.output_dir), start_dir=Path(get_original_cwd()),
-                         overrides=tuple(hc.overrides.task), num=hc.job.get("num") if multirun else None)
+                         overrides=tuple(hc.overrides.task), num=hc.job.get("num") if multirun else None,
+                         selectors=_selectors(list(hc.overrides.hydra), sys.argv[1:]))
     plan = None
     if not multirun:  # a single run's config error is one line on stderr; in a sweep it is that job's ERROR
         try:
@@ -49,6 +50,24 @@ def _job(cfg: DictConfig) -> dict[str, Any]:
     report = run_job(cfg, context, plan)
     outcome.record_job(report.exit_code)
     return report.to_dict()
+
+
+_CONFIG_FLAGS = {"-cd": "--config-dir", "--config-dir": "--config-dir", "-cp": "--config-path",
+                 "--config-path": "--config-path", "-cn": "--config-name", "--config-name": "--config-name"}
+
+
+def _selectors(hydra_overrides: list[str], argv: list[str]) -> tuple[str, ...]:
+    """The arguments besides the task overrides that decide which configs compose (a search path, another config
+    directory or primary config), as `--flag=value` / `key=value` words, for the commands parity suggests."""
+    words = []
+    for i, arg in enumerate(argv):
+        flag, sep, value = arg.partition("=")
+        if flag in _CONFIG_FLAGS:
+            if not sep and i + 1 < len(argv):
+                value = argv[i + 1]
+            words.append(f"{_CONFIG_FLAGS[flag]}={value}")
+    words += [o for o in hydra_overrides if o.split("=", 1)[0].lstrip("+~") == "hydra.searchpath"]
+    return tuple(words)
 
 
 def main() -> None:

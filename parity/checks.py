@@ -41,6 +41,11 @@ def reference(plan: JobPlan, framework: Any, model: Any, feeds: Mapping[str, np.
         live = framework.run(model, feeds, plan.input_names, plan.output_names)
     except ParityError as exc:
         return error("reference", batch, exc)
+    for name, value in live.items():  # a golden of other dtypes was not made by this model: bad, not a FAIL
+        stored = expected.get(name)
+        if stored is not None and np.asarray(value).dtype != stored.dtype:
+            raise GoldenStaleError(f"golden output '{name}' is {stored.dtype}, the model returns "
+                                   f"{np.asarray(value).dtype}: the golden was not made by this model")
     return compare(plan, "reference", batch, expected, live, plan.reference_tolerance, time.perf_counter() - start)
 
 
@@ -119,6 +124,9 @@ def reference_outputs(plan: JobPlan, outputs: Mapping[str, np.ndarray], num_samp
 def golden_fits(plan: JobPlan, golden: Any, weights: str, regenerate: str, sizes: tuple[int, ...]) -> None:
     """The golden was made from these weights and holds exactly the declared inputs and outputs, with enough
     samples for every batch size; GoldenStaleError (with the command that remakes it) or ConfigError."""
+    if not golden.manifest.get("weights_sha256"):
+        raise GoldenStaleError(f"golden manifest {golden.path / 'manifest.json'} records no weights_sha256, so it "
+                               f"cannot be tied to these weights; regenerate with: {regenerate}")
     if weights != golden.manifest.get("weights_sha256"):
         raise GoldenStaleError(
             f"golden is stale: weights changed (golden {str(golden.manifest.get('weights_sha256'))[:12]}…, "
@@ -132,6 +140,13 @@ def golden_fits(plan: JobPlan, golden: Any, weights: str, regenerate: str, sizes
     if set(plan.output_names) != set(golden.outputs):
         raise GoldenStaleError(f"golden is stale: declared outputs {list(plan.output_names)} differ from the stored "
                                f"{sorted(golden.outputs)}; regenerate with: {regenerate}")
+    for spec in plan.model.outputs:  # every batched output holds exactly the golden's samples on its batch axis
+        array, axis = golden.outputs[spec.name], spec.batch_axis
+        if axis is not None and (array.ndim <= axis or array.shape[axis] != golden.num_samples):
+            raise GoldenStaleError(
+                f"golden output '{spec.name}' has shape {list(array.shape)}: axis {axis} does not hold the golden's "
+                f"{golden.num_samples} samples (model.outputs batch_axis {axis}; null if it has none); if the "
+                f"config is right, regenerate with: {regenerate}")
     too_big = [b for b in sizes if b > golden.num_samples]
     if too_big:
         raise ConfigError(f"batch size(s) {too_big} exceed the golden's {golden.num_samples} samples")

@@ -35,6 +35,10 @@ class GoldenExistsError(GoldenError):
     """A golden already exists and overwriting was not asked for."""
 
 
+class GoldenBusyError(GoldenError):
+    """Another process holds the golden directory's lock (a write is under way)."""
+
+
 class ExportError(ParityError):
     """The exporter raised while converting the model."""
 
@@ -67,7 +71,11 @@ def one_line(exc: BaseException) -> str:
 
 
 def config_error_line(exc: BaseException) -> str:
-    """Hydra/OmegaConf errors are multi-line; keep the message and the key it concerns, on one line."""
+    """Hydra/OmegaConf errors are multi-line; keep the message and the key it concerns, on one line (for an
+    unknown group option, with the options Hydra lists and the nearest one)."""
+    options = _available_options(str(exc))
+    if options is not None:
+        return options
     parts: list[str] = []
     current: BaseException | None = exc
     while current is not None and len(parts) < 3:
@@ -79,3 +87,27 @@ def config_error_line(exc: BaseException) -> str:
             parts.append(text)
         current = current.__cause__ or current.__context__
     return " <- ".join(parts)
+
+
+_MISSING_OPTION = re.compile(r"Could not find '([^'/]+)/([^']+)'")
+
+
+def _available_options(text: str) -> str | None:
+    """`Could not find 'model/resnet'` + Hydra's "Available options in 'model':" list -> one line with the
+    options (schemas named base_* left out) and the nearest name; None for any other message."""
+    import difflib
+
+    found = _MISSING_OPTION.search(text)
+    marker = f"Available options in '{found.group(1)}':" if found else None
+    if found is None or marker not in text:
+        return None
+    group, wanted = found.groups()
+    options = []
+    for line in text.split(marker, 1)[1].splitlines()[1:]:
+        if not line.startswith(("\t", " ")) or not line.strip():
+            break
+        if not line.strip().startswith("base_"):
+            options.append(line.strip())
+    near = difflib.get_close_matches(wanted, options, n=1, cutoff=0.5)
+    hint = f"; did you mean '{near[0]}'?" if near else ""
+    return f"no {group} option '{wanted}' (available: {', '.join(options)}){hint}"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from parity import checks, numerics
 from parity import inputs as inputs_mod
@@ -16,9 +18,10 @@ from parity.bench import run_bench, with_plot
 from parity.conversion import ArtifactCache, Sessions, availability, build_conversion
 from parity.diagnostics.localize import run_localization
 from parity.diagnostics.probes import run_probes
-from parity.errors import ParityError
+from parity.errors import GoldenError, ModelError, ParityError, one_line
 from parity.frameworks import framework_for
-from parity.golden import GoldenStore, reference_manifest
+from parity.golden import READONLY_ENV, GoldenStore, reference_manifest
+from parity.paths import protected_roots, under_any
 from parity.plan import JobContext, JobPlan, build_plan, report_settings
 from parity.report.formats import write_job
 from parity.report.model import BackendInfo, GoldenInfo, JobReport
@@ -31,14 +34,20 @@ def run_job(cfg: Any, context: JobContext, plan: JobPlan | None = None) -> JobRe
     """Run one job (planning it from `cfg` unless `plan` is given) and write its report. Never raises: every
     fault, a configuration error included, ends in the report with its verdict and exit code."""
     started = time.perf_counter()
-    context.output_dir.mkdir(parents=True, exist_ok=True)
     report = JobReport.start(cfg, str(context.output_dir), list(context.overrides), context.num)
     settings = plan.report if plan is not None else report_settings(cfg)
+    inside = _inside_golden_root(cfg, plan, context)
+    if inside is not None:  # its report, candidates and artifacts would land among goldens: write nothing
+        report.fail(GoldenError(inside))
+        log.error(report.error)
+        report.seconds = time.perf_counter() - started
+        return report
+    context.output_dir.mkdir(parents=True, exist_ok=True)
     (context.output_dir / settings.filename).unlink(missing_ok=True)  # never leave a stale report behind
     try:
         plan = plan or build_plan(cfg)
-        root = plan.golden.root if Path(plan.golden.root).is_absolute() else context.start_dir / plan.golden.root
-        store = GoldenStore(root, display_root=plan.golden.root, command_overrides=list(context.overrides))
+        store = GoldenStore(_golden_root(plan.golden.root, context), display_root=plan.golden.root,
+                            command_overrides=list(context.command_overrides))
         if plan.makes_golden:
             make_golden(plan, store, report)
         cache = verify(plan, store, report, context.output_dir) if plan.verifies else None
@@ -47,12 +56,32 @@ def run_job(cfg: Any, context: JobContext, plan: JobPlan | None = None) -> JobRe
     except ParityError as exc:
         report.fail(exc)
         log.error(report.error)
+    except MemoryError as exc:  # e.g. inputs.num_samples too large for this machine: the job's ERROR, one line
+        report.fail(ModelError(f"out of memory ({one_line(exc)}); lower inputs.num_samples or the batch sizes"))
+        log.error(report.error)
     except Exception as exc:  # a framework fault outside any check: still a report, never a crash
         report.fail(exc)
         log.exception("unexpected error")
     report.seconds = time.perf_counter() - started
     write_job(report, settings, context.output_dir)
     return report
+
+
+def _golden_root(root: str, context: JobContext) -> Path:
+    return Path(root) if Path(root).is_absolute() else context.start_dir / root
+
+
+def _inside_golden_root(cfg: Any, plan: JobPlan | None, context: JobContext) -> str | None:
+    """Why the job's output directory may not be used (it lies in the golden root, or a protected one), or None."""
+    root = plan.golden.root if plan is not None else OmegaConf.select(cfg, "golden.root", default=None)
+    roots = protected_roots(os.environ.get(READONLY_ENV))
+    if isinstance(root, str) and root.strip():
+        roots.append(_golden_root(root, context).resolve())
+    hit = under_any(context.output_dir, roots)
+    if hit is None:
+        return None
+    return (f"the job's output directory {context.output_dir} lies inside the golden root {hit}; reports and "
+            f"artifacts are never written among goldens: choose another hydra.run.dir / hydra.sweep.dir")
 
 
 def make_golden(plan: JobPlan, store: GoldenStore, report: JobReport) -> None:

@@ -9,6 +9,7 @@ it that it needs), never the raw config. The plan is frozen; the config dataclas
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from parity.config import (
 )
 from parity.errors import ConfigError
 from parity.inputs import batch_axis
+from parity.paths import check_segment
 
 _DTYPES = {"float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"}  # what npz can hold
 
@@ -107,6 +109,10 @@ def build_plan(cfg: Any) -> JobPlan:
     golden = typed_node(GoldenConfig, cfg.golden, "golden")
     report = typed_node(ReportConfig, cfg.report, "report")
     framework = value_of(model.framework)
+    check_segment(model.name, "model.name", "mlp")
+    check_segment(inputs.name, "inputs.name")
+    if not str(golden.root).strip():
+        raise ConfigError("golden.root is empty; give the directory that holds the goldens (default: golden)")
     _check_model(model)
     per_output = _per_output(tolerance, model)
     _check_numbers(tolerance, reference, checks, bench, inputs, per_output)
@@ -114,7 +120,7 @@ def build_plan(cfg: Any) -> JobPlan:
         raise ConfigError(f"checks.probes needs a torch model (forward hooks); model '{model.name}' is {framework}")
     if checks.probes and not model.probes:
         raise ConfigError(f"checks.probes=true but model '{model.name}' declares no probes (model.probes)")
-    _check_formats(report)
+    _check_report(report)
     batch_sizes = tuple(inputs.batch_sizes) if inputs.batch_sizes else None
     backend_tolerance = _tolerance_set(tolerance, per_output)
     return JobPlan(
@@ -146,7 +152,7 @@ def report_settings(cfg: Any) -> ReportConfig:
     """The report settings of a job whose plan could not be built (the defaults where they are invalid too)."""
     try:
         settings = typed_node(ReportConfig, cfg.report, "report")
-        _check_formats(settings)
+        _check_report(settings)
         return settings
     except ConfigError:
         return ReportConfig()
@@ -185,16 +191,15 @@ def _per_output(tolerance: ToleranceConfig, model: ModelConfig) -> dict[str, Out
 def _check_numbers(tolerance: ToleranceConfig, reference: ReferenceToleranceConfig, checks: ChecksConfig,
                    bench: BenchConfig, inputs: InputsConfig, per_output: Mapping[str, OutputTolerance]) -> None:
     for where, values in (("tolerance", tolerance), ("reference_tolerance", reference)):
-        for name in ("atol", "rtol"):
-            if getattr(values, name) < 0:
-                raise ConfigError(f"{where}.{name} must be >= 0, got {getattr(values, name)}")
+        for name in ("atol", "rtol", "max_prob_diff_pp"):
+            _non_negative(f"{where}.{name}", getattr(values, name))
         top1 = values.min_top1_agreement
-        if top1 is not None and not 0.0 <= top1 <= 1.0:
+        _non_negative(f"{where}.min_top1_agreement", top1)
+        if top1 is not None and top1 > 1.0:
             raise ConfigError(f"{where}.min_top1_agreement must be a fraction in [0, 1], got {top1}")
     for name, override in per_output.items():
         for key in ("atol", "rtol"):
-            if getattr(override, key) is not None and getattr(override, key) < 0:
-                raise ConfigError(f"tolerance.per_output.{name}.{key} must be >= 0")
+            _non_negative(f"tolerance.per_output.{name}.{key}", getattr(override, key))
     if checks.repeats < 1:
         raise ConfigError(f"checks.repeats must be >= 1, got {checks.repeats}")
     if checks.localize_chunk < 1:
@@ -202,12 +207,25 @@ def _check_numbers(tolerance: ToleranceConfig, reference: ReferenceToleranceConf
     for key in ("runs", "max_runs"):
         if getattr(bench, key) < 1:
             raise ConfigError(f"bench.{key} must be >= 1, got {getattr(bench, key)}")
-    if bench.warmup_runs < 0 or bench.min_seconds < 0 or bench.warmup_seconds < 0 or bench.max_seconds <= 0:
-        raise ConfigError("bench warm-up counts and durations must be >= 0 (max_seconds > 0)")
+    if bench.warmup_runs < 0:
+        raise ConfigError(f"bench.warmup_runs must be >= 0, got {bench.warmup_runs}")
+    if bench.max_runs < bench.runs:
+        raise ConfigError(f"bench.max_runs ({bench.max_runs}) is below bench.runs ({bench.runs})")
+    for key in ("warmup_seconds", "min_seconds", "max_seconds", "unstable_p99_ratio", "unstable_cv"):
+        _non_negative(f"bench.{key}", getattr(bench, key))
+    if bench.max_seconds <= 0:
+        raise ConfigError(f"bench.max_seconds must be > 0, got {bench.max_seconds}")
+    if bench.min_seconds > bench.max_seconds:
+        raise ConfigError(f"bench.min_seconds ({bench.min_seconds}) exceeds bench.max_seconds ({bench.max_seconds})")
+    if bench.batch_sizes is not None and not bench.batch_sizes:
+        raise ConfigError("bench.batch_sizes is empty; give at least one size, or null for the verify batch sizes")
     if any(b < 1 for b in bench.batch_sizes or []):
         raise ConfigError(f"bench.batch_sizes must be >= 1, got {list(bench.batch_sizes)}")
     if inputs.num_samples < 1:
         raise ConfigError(f"inputs.num_samples must be >= 1, got {inputs.num_samples}")
+    if inputs.batch_sizes is not None and not inputs.batch_sizes:
+        raise ConfigError("inputs.batch_sizes is empty; give at least one size, or null for one batch of all "
+                          "the samples")
     for b in inputs.batch_sizes or []:
         if b < 1:
             raise ConfigError(f"inputs.batch_sizes must be >= 1, got {b}")
@@ -216,12 +234,29 @@ def _check_numbers(tolerance: ToleranceConfig, reference: ReferenceToleranceConf
                               f"'{inputs.name}'")
 
 
-def _check_formats(report: ReportConfig) -> None:
+def _non_negative(key: str, value: float | None) -> None:
+    """A finite number >= 0 (None: unset, allowed). NaN compares false with everything, so a NaN tolerance would
+    pass any difference, and inf accepts everything: both are configuration errors."""
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value}")
+    if value < 0:
+        raise ConfigError(f"{key} must be >= 0, got {value}")
+
+
+def _check_report(report: ReportConfig) -> None:
+    from tabulate import tabulate_formats
+
     from parity.report.formats import writer_names
 
     unknown = [f for f in report.formats if f not in writer_names()]
     if unknown:
         raise ConfigError(f"report.formats names unknown formats {unknown} (known: {', '.join(writer_names())})")
+    check_segment(report.filename, "report.filename", "report.json")  # a file in the job's own output directory, nowhere else
+    if report.table_format not in tabulate_formats:
+        raise ConfigError(f"report.table_format '{report.table_format}' is not a tabulate format "
+                          f"(e.g. {', '.join(sorted(tabulate_formats)[:8])}, …)")
 
 
 def _tolerance_set(base: Any, per_output: Mapping[str, OutputTolerance]) -> ToleranceSet:
@@ -241,9 +276,17 @@ def _tolerance_set(base: Any, per_output: Mapping[str, OutputTolerance]) -> Tole
 @dataclass(frozen=True)
 class JobContext:
     """Where a job runs: its output directory, the directory parity was started in (relative golden roots resolve
-    against it), the command-line overrides (for the commands errors suggest) and its number in a sweep."""
+    against it), the command-line overrides (for the commands errors suggest), its number in a sweep, and the
+    other arguments that selected its configs."""
 
     output_dir: Path
     start_dir: Path
     overrides: tuple[str, ...] = ()
     num: int | None = None
+    # what else selected the configs (hydra.searchpath=..., --config-dir=...): the suggested commands carry it
+    selectors: tuple[str, ...] = ()
+
+    @property
+    def command_overrides(self) -> tuple[str, ...]:
+        """Everything a command suggested to the user must repeat to compose this job's config again."""
+        return (*self.selectors, *self.overrides)

@@ -19,7 +19,8 @@ from tests.conftest import REPO, SEARCHPATH
         ("model.no_such_key=1", "Key 'no_such_key' not in 'ModelConfig'"),
         ("tolerance.atol=abc", "could not be converted to Float"),
         ("mode=bogus", "expected one of [verify, golden, bench, verify+bench]"),
-        ("model=no_such_model", "Could not find 'model/no_such_model'"),
+        ("model=no_such_model", "no model option 'no_such_model' (available: centerpoint, cifar10_vgg"),
+            ("model=resnet", "did you mean 'resnet18'?"),
         ("backend.graph_optimization_level=[1]", "backend.graph_optimization_level"),
     ],
 )
@@ -104,7 +105,7 @@ def test_help_follows_overrides_and_user_search_path(cli) -> None:
     model_line = next(line for line in proc.stdout.splitlines() if line.startswith("model: "))
     assert "tiny_conv" in model_line.split(": ")[1].split(", ") and "  name: tiny_conv" in proc.stdout
     bad = cli("model=nope", "--help")
-    assert bad.returncode == 2 and "Could not find 'model/nope'" in bad.stderr
+    assert bad.returncode == 2 and "no model option 'nope' (available: " in bad.stderr
 
 
 def test_multirun_aggregates_and_one_failing_job_does_not_stop_the_others(cli, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from parity import golden as golden_mod
-from parity.errors import GoldenCorruptError, GoldenExistsError, GoldenMissingError
+from parity.errors import GoldenCorruptError, GoldenError, GoldenExistsError, GoldenMissingError
 from parity.golden import GoldenStore
 from tests.conftest import tree_bytes
 
@@ -83,7 +83,7 @@ def test_failed_swap_restores_the_previous_golden(tmp_path: Path, monkeypatch: p
         return real(src, dst)
 
     monkeypatch.setattr(golden_mod.os, "replace", second_rename_fails)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(GoldenError, match="cannot write the golden .*disk full"):
         store.write("m", "default", {"x": INPUTS["x"] * 0}, OUTPUTS, MANIFEST, overwrite=True)
     monkeypatch.setattr(golden_mod.os, "replace", real)
     assert tree_bytes(store.root) == before

@@ -43,19 +43,15 @@ def derive_profile(input_shapes: Mapping[str, Sequence[Any]], batch_sizes: Seque
 
 
 def onnx_content_sha256(path: Path) -> str:
-    """SHA-256 over the .onnx file and every external-data file it references, in reference order."""
-    import onnx
+    """SHA-256 over the .onnx file and every external-data file it references, in reference order (only files in
+    the model's own directory: parity.paths.external_data_files refuses any other location)."""
+    from parity.paths import external_data_files
 
     digest = hashlib.sha256(path.read_bytes())
-    model = onnx.load(str(path), load_external_data=False)
-    locations = []
-    for tensor in model.graph.initializer:
-        for entry in tensor.external_data:
-            if entry.key == "location" and entry.value not in locations:
-                locations.append(entry.value)
-    for location in locations:
-        digest.update(location.encode())
-        digest.update((path.parent / location).read_bytes())
+    base = path.resolve().parent
+    for target in external_data_files(path):
+        digest.update(str(target.relative_to(base)).encode())
+        digest.update(target.read_bytes())
     return digest.hexdigest()
 
 
