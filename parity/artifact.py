@@ -75,3 +75,43 @@ def captured_warnings(into: list[str]) -> Iterator[None]:
                 text = f"{w.category.__name__}: {(str(w.message).strip().splitlines() or [''])[0]}"
                 if text not in into:
                     into.append(text)
+
+
+def structure_sha256(path: Path) -> str:
+    """SHA-256 of what an ONNX graph computes, blind to the names an exporter made up: nodes hashed in graph
+    order by op type, domain, attributes and inputs/outputs, with every tensor that is not a graph input or
+    output renamed by first use; initializers by value. Two exports of the same model whose only difference is
+    naming (tf2onnx's `const_axes__47` vs `__43`) hash the same; any change to an op, a weight or the wiring
+    does not."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    initializers = {t.name: t for t in graph.initializer}
+    canonical: dict[str, str] = {}
+    digest = hashlib.sha256()
+
+    def name_of(tensor: str) -> str:
+        if tensor == "" or tensor in keep:
+            return tensor
+        if tensor not in canonical:
+            canonical[tensor] = f"t{len(canonical)}"
+            if tensor in initializers:  # its value, where it is first used
+                array = numpy_helper.to_array(initializers[tensor])
+                digest.update(f"init {canonical[tensor]} {array.dtype} {array.shape}\n".encode())
+                digest.update(array.tobytes())
+        return canonical[tensor]
+
+    for value in (*graph.input, *graph.output):
+        digest.update(value.SerializeToString())
+    for opset in sorted((o.domain, o.version) for o in model.opset_import):
+        digest.update(f"opset {opset}\n".encode())
+    for node in graph.node:
+        ins, outs = [name_of(t) for t in node.input], [name_of(t) for t in node.output]
+        attributes = sorted((a.name, a.SerializeToString()) for a in node.attribute)
+        digest.update(f"node {node.domain}:{node.op_type} {ins} -> {outs}\n".encode())
+        for attribute_name, data in attributes:
+            digest.update(attribute_name.encode() + b"=" + data)
+    return digest.hexdigest()

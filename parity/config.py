@@ -241,6 +241,8 @@ def register_configs() -> None:
 
     from parity import plugins
 
+    if not OmegaConf.has_resolver("parity_run"):
+        OmegaConf.register_new_resolver("parity_run", run_label)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=ParityConfig)
     cs.store(group="model", name="base_model", node=ModelConfig)
@@ -249,6 +251,27 @@ def register_configs() -> None:
     cs.store(group="inputs", name="base_inputs", node=InputsConfig)
     cs.store(group="numerics", name="base_numerics", node=NumericsConfig)
     plugins.register_schemas(cs)
+
+
+def run_label(*, _root_: Any) -> str:
+    """A run folder's name for what runs: `<model>-<exporter>[-<transform>]-<backend>`, or `<model>-<backend>` for
+    a backend that runs the source model itself (nothing is exported). Each part made safe for a file name."""
+    from parity.paths import label
+
+    def pick(key: str, default: str = "") -> str:
+        return str(value_of(OmegaConf.select(_root_, key, default=default, throw_on_missing=False)))
+
+    model, backend = pick("model.name", "model"), pick("backend.name", "backend")
+    exporter, transform = pick("exporter.name", "exporter"), pick("transform.name", "none")
+    eager = False
+    try:
+        from parity.plugins import plugin_class
+
+        eager = pick("model.framework", "torch") in plugin_class("backend", pick("backend._target_")).accepts
+    except Exception:  # a broken backend config: the plan says so in one line; the folder still needs a name
+        pass
+    parts = [model, backend] if eager else [model, exporter, *([transform] if transform != "none" else []), backend]
+    return "-".join(label(p) for p in parts)
 
 
 def typed_node(schema: type[T], node: Any, where: str) -> T:

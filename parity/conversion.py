@@ -84,12 +84,16 @@ def _kind(kind: str) -> str:
     return "ONNX" if kind == "onnx" else kind
 
 
+EXPORT_SEED_OFFSET = 7919  # export examples are drawn with the input set's seed + this: never the checked samples
+
+
 class ArtifactCache:
     """The runnable model per batch-size key (and with or without probes), made on first use and kept.
 
     One dynamic-batch export (or the live model, for an eager backend) serves every batch size; a static-batch
-    exporter gets an export per size. Each export is followed by the transform, calibrated on `samples`. Verify,
-    bench and probes all take their artifacts from here, so a benchmark times the very artifact verified.
+    exporter gets an export per size. Exports trace fresh samples (`_example`), never the checked ones; each is
+    followed by the transform, calibrated on `samples`. Verify, bench and probes all take their artifacts from
+    here, so a benchmark times the very artifact verified.
     """
 
     def __init__(self, plan: JobPlan, conversion: Conversion, framework: Framework, model: Any,
@@ -98,7 +102,7 @@ class ArtifactCache:
         self.conversion = conversion
         self.framework = framework
         self.model = model
-        self.samples = dict(samples)  # export examples and calibration: the golden's inputs, or the input set
+        self.samples = dict(samples)  # calibration: the golden's inputs, or the input set (export examples: fresh)
         self.sizes = list(sizes)
         self.work_dir = work_dir
         self.records: list[ExportRecord] = []  # every export, in the order made
@@ -129,7 +133,7 @@ class ArtifactCache:
         key = self.key(batch_size)
         # a dynamic-batch export needs an example of at least 2 samples, or the exporter may fix the batch axis
         count = batch_size if key is not None else max(2, min(self._available(), max(self.sizes)))
-        example = self._first(count)
+        example = self._example(count)
         tag = f"{exporter.name}{'-probed' if probed else ''}{'' if key is None else f'-b{batch_size}'}"
         log.info("exporting with %s%s%s", exporter.name, " (with probes)" if probed else "",
                  "" if key is None else f" at batch {batch_size}")
@@ -145,15 +149,15 @@ class ArtifactCache:
         self.records.append(artifact.record)
         return artifact
 
+    def _example(self, count: int) -> dict[str, np.ndarray]:
+        """The export example: `count` samples drawn afresh from the declared inputs (a seed of their own), never
+        the samples the checks compare. An artifact that merely reproduces its example (a trace frozen into
+        constants) then fails every check instead of passing on the very inputs it was traced with."""
+        return inputs_mod.generate(self.plan.model.inputs, count, self.plan.inputs.seed + EXPORT_SEED_OFFSET)
+
     def _available(self) -> int:
         name = next(iter(self.samples), None)
         return int(self.samples[name].shape[self.plan.input_axes[name]]) if name is not None else 1
-
-    def _first(self, count: int) -> dict[str, np.ndarray]:
-        """The first `count` samples (repeated when there are fewer)."""
-        if self._available() >= count:
-            return inputs_mod.take(self.samples, dict(self.plan.input_axes), count)
-        return inputs_mod.repeat_to(self.samples, dict(self.plan.input_axes), count)
 
 
 class Sessions:

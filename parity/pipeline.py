@@ -18,7 +18,7 @@ from parity.bench import run_bench, with_plot
 from parity.conversion import ArtifactCache, Sessions, availability, build_conversion
 from parity.diagnostics.localize import run_localization
 from parity.diagnostics.probes import run_probes
-from parity.errors import GoldenError, ModelError, ParityError, one_line
+from parity.errors import GoldenError, ModelError, ParityError, UnavailableError, one_line
 from parity.frameworks import framework_for
 from parity.golden import READONLY_ENV, GoldenStore, reference_manifest
 from parity.paths import protected_roots, under_any
@@ -114,13 +114,12 @@ def verify(plan: JobPlan, store: GoldenStore, report: JobReport, work_dir: Path)
     report.golden = GoldenInfo.of(golden, plan.inputs.name, store.root)
     sizes = plan.sizes(golden.num_samples)
     framework = framework_for(plan.framework)
-    unavailable = availability(framework)
+    model, unavailable = _build_if_available(plan, framework, report)
     if unavailable is not None:  # e.g. a keras model without the `tf` extra: nothing can run here
-        log.info("%s is unavailable: %s", framework.name, unavailable)
+        log.info("cannot run here: %s", unavailable)
         report.backend.available, report.backend.skip_reason = False, unavailable
         report.checks += [checks.skipped(c, b, unavailable) for b in sizes for c in ("reference", "backend")]
         return None
-    model = _build(plan, framework, report)
     regenerate = store.command(plan.model.name, plan.inputs.name, overwrite=True)
     checks.golden_fits(plan, golden, report.model.weights_sha256, regenerate, sizes)
     conversion = build_conversion(plan, framework, plan.backend_sizes(sizes))
@@ -168,14 +167,13 @@ def bench(plan: JobPlan, report: JobReport, work_dir: Path, cache: ArtifactCache
     reason = cache.conversion.skip_reason if cache is not None else None
     if cache is None:  # mode=bench: no golden; export examples and calibration come from the input set
         framework = framework_for(plan.framework)
-        reason = availability(framework)
+        model, reason = _build_if_available(plan, framework, report)
         if reason is None:
             conversion = build_conversion(plan, framework, sizes)
             report.describe(conversion)
             reason = conversion.skip_reason
         if reason is None:
             samples = inputs_mod.generate(plan.model.inputs, plan.inputs.num_samples, plan.inputs.seed)
-            model = _build(plan, framework, report)
             cache = ArtifactCache(plan, conversion, framework, model, samples, sizes, work_dir)
             report.exports = cache.records
     if reason is not None:
@@ -189,6 +187,18 @@ def bench(plan: JobPlan, report: JobReport, work_dir: Path, cache: ArtifactCache
     title = f"{plan.model.name}: latency vs batch size"
     report.bench = with_plot(measured, cache.conversion, work_dir / "latency.png", title) if plan.bench.plot \
         else measured
+
+
+def _build_if_available(plan: JobPlan, framework: Any, report: JobReport) -> tuple[Any, str | None]:
+    """(the model, None), or (None, why it cannot run here): its framework or a package its builder imports is
+    missing (parity.dependencies: the SKIP reason names what to install)."""
+    reason = availability(framework)
+    if reason is not None:
+        return None, reason
+    try:
+        return _build(plan, framework, report), None
+    except UnavailableError as exc:
+        return None, str(exc)
 
 
 def _build(plan: JobPlan, framework: Any, report: JobReport) -> Any:

@@ -111,6 +111,10 @@ class ExportRecord(Record):
     warnings: tuple[str, ...] = ()
     error: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # False for an exporter whose bytes differ between runs of the same config (tf2onnx's generated names):
+    # compare structure_sha256, not sha256, across runs then
+    deterministic: bool = True
+    structure_sha256: str | None = None  # parity.artifact.structure_sha256: the graph's content, names ignored
     # the post-export transform applied to this artifact (parity/transforms/): name, ok, error, options, path,
     # files, sha256, size_bytes, seconds, versions, warnings; None when the artifact runs as exported
     transform: dict[str, Any] | None = None

@@ -42,25 +42,56 @@ def stability(stats: Mapping[str, Any], max_p99_ratio: float, max_cv: float) -> 
     reasons = []
     ratio = stats["p99_ms"] / stats["median_ms"] if stats["median_ms"] > 0 else float("inf")
     if ratio > max_p99_ratio:
-        reasons.append(f"p99/median {ratio:.2f} > {max_p99_ratio:g}")
+        reasons.append(f"p99/median {beyond(ratio, max_p99_ratio)} > {max_p99_ratio:g}")
     if stats["cv"] > max_cv:
-        reasons.append(f"CV {stats['cv']:.2f} > {max_cv:g}")
+        reasons.append(f"CV {beyond(stats['cv'], max_cv)} > {max_cv:g}")
     return bool(reasons), "; ".join(reasons)
 
 
-def comparison(medians: Mapping[str, Mapping[int, float]], excluded: Sequence[str] = ()) -> dict[str, Any]:
+def beyond(value: float, limit: float) -> str:
+    """`value` with as many digits as it takes to read differently from `limit` (0.1503 against 0.15, not 0.15)."""
+    for digits in range(2, 10):
+        text = f"{value:.{digits}f}"
+        if float(text) != float(f"{limit:.{digits}f}") or text != f"{limit:.{digits}f}":
+            return text
+    return f"{value:.10g}"
+
+
+def median_error(stats: Mapping[str, Any]) -> float:
+    """The standard error of a median in ms, sqrt(pi/2) * std / sqrt(runs) (its large-sample value): the noise
+    that two medians must differ by more than before one backend is called faster."""
+    runs = max(int(stats.get("runs") or 1), 1)
+    return float(np.sqrt(np.pi / 2) * float(stats.get("std_ms") or 0.0) / np.sqrt(runs))
+
+
+SIGNIFICANCE = 2.0  # a winner's median must beat the next one by this many combined standard errors (~95 %)
+
+
+def comparison(medians: Mapping[str, Mapping[int, float]], excluded: Sequence[str] = (),
+               errors: Mapping[str, Mapping[int, float]] | None = None) -> dict[str, Any]:
     """Seed 004's table: per batch size, each backend's median, the winner, and where the winner changes.
 
-    `medians` maps backend -> {batch size: median ms}. Backends in `excluded` (those failing parity)
-    are shown but never win: a fast wrong answer is not a result. A batch size is compared only among the
-    backends that measured it.
+    `medians` maps backend -> {batch size: median ms}; `errors` the same -> the medians' standard errors
+    (median_error). A backend wins a batch size only when its median beats every other one by more than
+    SIGNIFICANCE combined standard errors, sqrt(e1² + e2²); otherwise the row has no winner, `tied` lists the
+    backends inside the noise of the fastest ("no significant difference"), and no crossover is drawn through it.
+    Backends in `excluded` (those failing parity) are shown but never win: a fast wrong answer is not a result.
+    A batch size is compared only among the backends that measured it.
     """
+    errors = errors or {}
     sizes = sorted({b for per in medians.values() for b in per})
     rows, winners = [], []
     for b in sizes:
         candidates = {k: v[b] for k, v in medians.items() if b in v and k not in excluded}
-        winner = min(candidates, key=candidates.get) if candidates else None
-        rows.append({"batch_size": b, "medians_ms": {k: v.get(b) for k, v in medians.items()}, "winner": winner})
+        fastest = min(candidates, key=candidates.get) if candidates else None
+        tied = []
+        if fastest is not None:
+            noise = {k: errors.get(k, {}).get(b, 0.0) for k in candidates}
+            tied = [k for k, m in candidates.items() if k != fastest and
+                    m - candidates[fastest] <= SIGNIFICANCE * float(np.hypot(noise[k], noise[fastest]))]
+        winner = fastest if not tied else None
+        rows.append({"batch_size": b, "medians_ms": {k: v.get(b) for k, v in medians.items()}, "winner": winner,
+                     "tied": sorted([fastest, *tied]) if tied else []})
         winners.append((b, winner))
     crossovers = []
     previous: tuple[int, str | None] | None = None

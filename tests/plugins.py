@@ -86,6 +86,15 @@ class PerturbingExporter(TorchScriptExporter):
         return path
 
 
+class ExampleRecordingExporter(TorchScriptExporter):
+    """The torchscript exporter, keeping the example it traced beside the artifact (example.npz)."""
+
+    def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
+                     output_names: list[str], out_dir: Path, output_axes: Mapping[str, int | None]) -> Path:
+        np.savez(out_dir.parent / f"{out_dir.name}-example.npz", **example)
+        return super()._export_impl(model, example, input_axes, output_names, out_dir, output_axes)
+
+
 class NaNSession(OrtSession):
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = super()._infer(feeds)
@@ -233,3 +242,19 @@ class RepeatFailingBackend(OrtBackend):
     """Real ONNX Runtime whose every second run in a session fails (a flaky device)."""
 
     session_class = RepeatFailingSession
+
+
+class NumpyRoundTrip(nn.Module):
+    """A forward the tracers cannot follow: values leave torch through numpy, so torchscript / jit_trace freeze
+    them into a constant graph with no inputs at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.from_numpy(x.detach().numpy() * 2.0))
+
+
+def numpy_round_trip() -> nn.Module:
+    return NumpyRoundTrip()

@@ -11,7 +11,7 @@ import pytest
 
 from parity.bench import measure
 from parity.report.schema import REPORT_SCHEMA, SWEEP_SCHEMA, validate
-from parity.timing import comparison, latency_stats, stability
+from parity.timing import comparison, latency_stats, median_error, stability
 
 
 def test_statistics_follow_the_documented_percentile_definition() -> None:
@@ -49,6 +49,25 @@ def test_crossover_detection() -> None:
     assert [r["winner"] for r in table["rows"]] == ["ort_cpu", "ort_cpu", "ort_cuda", "ort_cuda"]
     assert table["crossovers"] == [{"batch_size": 128, "from": "ort_cpu", "to": "ort_cuda", "after_batch_size": 8}]
     assert comparison({"a": {1: 1.0}, "b": {1: 2.0}})["crossovers"] == []
+
+
+def test_no_winner_and_no_crossover_inside_the_noise() -> None:
+    """The sweep that declared a crossover on a 0.3 % difference between two UNSTABLE measurements."""
+    medians = {"a": {8: 1.000, 64: 10.0}, "b": {8: 1.003, 64: 9.97}}
+    noisy = {"a": {8: 0.02, 64: 0.2}, "b": {8: 0.02, 64: 0.2}}  # standard errors of the medians, ms
+    table = comparison(medians, errors=noisy)
+    assert [r["winner"] for r in table["rows"]] == [None, None] and table["crossovers"] == []
+    assert [r["tied"] for r in table["rows"]] == [["a", "b"], ["a", "b"]]
+    precise = {"a": {8: 0.0001, 64: 0.001}, "b": {8: 0.0001, 64: 0.001}}
+    table = comparison(medians, errors=precise)  # the same medians, measured tightly: now they differ
+    assert [r["winner"] for r in table["rows"]] == ["a", "b"] and table["crossovers"][0]["to"] == "b"
+    assert median_error({"runs": 100, "std_ms": 1.0}) == pytest.approx(0.12533, rel=1e-4)
+
+
+def test_unstable_reasons_show_the_digits_that_decide() -> None:
+    stats = {"p99_ms": 2.0, "median_ms": 1.0, "cv": 0.1503}
+    assert stability(stats, 2.0, 0.15) == (True, "CV 0.1503 > 0.15")
+    assert stability({**stats, "p99_ms": 2.004}, 2.0, 0.2) == (True, "p99/median 2.004 > 2")
 
 
 def test_a_backend_failing_parity_never_wins() -> None:
@@ -118,5 +137,9 @@ def test_sweep_comparison_table_and_plot(cli, tmp_path: Path) -> None:
     table = document["bench"][0]
     assert table["model"] == "mlp" and set(table["backends"]) == {"dynamo×ort_cpu", "torch_cpu"}
     assert [r["batch_size"] for r in table["rows"]] == [1, 64]
-    assert all(r["winner"] in table["backends"] for r in table["rows"])
+    for row in table["rows"]:  # a winner only where the medians differ by more than their measured noise
+        assert (row["winner"] in table["backends"] and row["tied"] == []) or \
+            (row["winner"] is None and set(row["tied"]) == set(table["backends"])), row
+        if row["winner"] is None:
+            assert "no significant difference (" in proc.stdout
     assert Path(table["plot"]).is_file() and "== latency: mlp, median ms by batch size" in proc.stdout

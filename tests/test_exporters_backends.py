@@ -66,9 +66,9 @@ def test_dynamo_external_data_is_part_of_the_artifact(tmp_path: Path) -> None:
 
 
 def test_exporter_failure_is_a_record_not_an_exception(tmp_path: Path) -> None:
-    cfg, module, feeds, axes = _setup(["exporter=torchscript", "exporter.opset=99"])
+    cfg, module, feeds, axes = _setup(["exporter=torchscript", "exporter.opset=25"])
     artifact = _build("exporter", cfg.exporter).export(module, feeds, axes, ["logits"], tmp_path, None)
-    assert not artifact.record.ok and "99" in artifact.record.error and artifact.path is None
+    assert not artifact.record.ok and "25" in artifact.record.error and artifact.path is None
 
 
 def test_static_export_fixes_the_batch(tmp_path: Path) -> None:
@@ -109,10 +109,21 @@ def test_ort_records_active_providers_and_settings(tmp_path: Path) -> None:
 
 
 def test_ort_provider_not_in_this_build_is_a_skip_reason() -> None:
-    cfg = compose_cfg(["backend=ort_cpu",
-                       "backend.providers=[{name: NoSuchExecutionProvider}, {name: CPUExecutionProvider}]"])
+    import onnxruntime as ort
+
+    absent = next(p for p in ort.get_all_providers() if p not in ort.get_available_providers())  # a real EP name
+    cfg = compose_cfg(["backend=ort_cpu", f"backend.providers=[{{name: {absent}}}, {{name: CPUExecutionProvider}}]"])
     reason = _build("backend", cfg.backend).availability()
-    assert reason is not None and "lacks NoSuchExecutionProvider" in reason and "CPUExecutionProvider" in reason
+    assert reason is not None and f"lacks {absent}" in reason and "CPUExecutionProvider" in reason
+
+
+def test_a_misspelt_ort_provider_is_a_configuration_error() -> None:
+    from parity.errors import ConfigError
+
+    cfg = compose_cfg(["backend=ort_cpu", "backend.providers=[{name: CUDAExecutionProvidr}]"])
+    with pytest.raises(ConfigError, match="'CUDAExecutionProvidr' is not an ONNX Runtime execution provider; "
+                                          "did you mean 'CUDAExecutionProvider'"):
+        _build("backend", cfg.backend)
 
 
 def test_torch_cuda_without_a_gpu_is_a_skip_reason() -> None:

@@ -44,7 +44,7 @@ def test_ort_gpu_backends_skip_on_cpu_onnxruntime(run_parity, backend: str, need
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed")
 def test_tensorrt_skips_without_tensorrt(run_parity) -> None:
     report, code = run_parity(["model=mlp", "backend=tensorrt"])
-    assert code == 0 and report["verdict"] == "SKIP" and "tensorrt is not installed" in report["checks"][1]["message"]
+    assert code == 0 and report["verdict"] == "SKIP" and "backend 'tensorrt' needs tensorrt, which is not installed here" in report["checks"][1]["message"]
 
 
 @pytest.mark.skipif(cuda_reason() is None, reason="a CUDA device is present")

@@ -38,11 +38,17 @@ def test_every_exporter_passes_on_mlp(run_parity, exporter: str) -> None:
     assert report["exports"][0]["exporter"] == exporter and report["exports"][0]["ok"]
 
 
-def test_dynamo_ignoring_the_requested_opset_is_recorded(run_parity) -> None:
-    report, code = run_parity(["model=mlp", "exporter=dynamo", "exporter.opset=99"])
+def test_dynamo_falling_back_to_another_opset_is_an_error_unless_allowed(run_parity) -> None:
+    report, code = run_parity(["model=mlp", "exporter=dynamo", "exporter.opset=13"])  # dynamo writes 18 instead
     export = report["exports"][0]
-    assert export["options"]["opset"] == 99 and export["opset"] != 99
-    assert any("opset 99 was requested" in w for w in export["warnings"])
+    assert code == 2 and not export["ok"] and export["opset"] == 18
+    assert export["error"] == ("opset 13 was requested but the dynamo exporter wrote opset 18; "
+                               "exporter.allow_opset_fallback=true accepts that")
+    report, code = run_parity(["model=mlp", "exporter=dynamo", "exporter.opset=13",
+                               "exporter.allow_opset_fallback=true"])
+    export = report["exports"][0]
+    assert code == 0 and export["ok"] and export["opset"] == 18
+    assert export["warnings"][0] == "opset 13 was requested but the dynamo exporter wrote opset 18"
 
 
 def test_torch_backend_needs_no_export(run_parity) -> None:
@@ -71,17 +77,20 @@ def test_nan_in_candidate_fails(run_parity) -> None:
 
 
 def test_export_error_is_an_error_verdict_not_a_crash(run_parity) -> None:
-    report, code = run_parity(["model=mlp", "exporter=torchscript", "exporter.opset=99"])
+    report, code = run_parity(["model=mlp", "exporter=torchscript", "exporter.opset=25"])  # beyond the legacy's
     assert code == 2 and report["verdict"] == "ERROR"
     assert report["checks"][0]["verdict"] == "PASS"  # the reference still ran and reported
-    assert report["checks"][1]["message"].startswith("export failed:") and "99" in report["checks"][1]["message"]
+    assert report["checks"][1]["message"].startswith("export failed:") and "25" in report["checks"][1]["message"]
     assert report["exports"][0]["ok"] is False
 
 
 def test_unavailable_backend_is_a_skip_with_reason(run_parity) -> None:
-    report, code = run_parity(["model=mlp", "backend.providers=[{name: NoSuchExecutionProvider}]"])
+    import onnxruntime as ort
+
+    absent = next(p for p in ort.get_all_providers() if p not in ort.get_available_providers())
+    report, code = run_parity(["model=mlp", f"backend.providers=[{{name: {absent}}}]"])
     assert code == 0 and report["verdict"] == "SKIP"  # the reference passed, but the backend under test never ran
-    assert report["checks"][1]["verdict"] == "SKIP" and "NoSuchExecutionProvider" in report["checks"][1]["message"]
+    assert report["checks"][1]["verdict"] == "SKIP" and f"lacks {absent}" in report["checks"][1]["message"]
     assert report["backend"]["available"] is False and report["exports"] == []
 
 

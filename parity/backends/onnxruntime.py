@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.util
 import logging
 import time
@@ -13,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from parity.backends.base import Backend, BackendConfig, Session
-from parity.errors import ConfigError, ProviderFallbackError
+from parity.dependencies import missing_message
+from parity.errors import BackendError, ConfigError, ProviderFallbackError
 from parity.plugins import register
 
 log = logging.getLogger("parity")
@@ -55,6 +57,19 @@ class OrtBackendConfig(BackendConfig):
         if self.execution_mode not in _EXEC_MODES:
             raise ConfigError(f"backend '{self.name}': execution_mode '{self.execution_mode}' is not one of "
                               f"{sorted(_EXEC_MODES)}")
+        for key in ("intra_op_num_threads", "inter_op_num_threads"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"backend '{self.name}': {key} must be >= 0 (0: ONNX Runtime's default), "
+                                  f"got {getattr(self, key)}")
+        if not self.providers:
+            raise ConfigError(f"backend '{self.name}': providers is empty; name at least one execution provider")
+        known = known_providers()
+        for provider in self.providers:
+            if known and provider.name not in known:  # a typo would otherwise be a SKIP ("not available")
+                near = difflib.get_close_matches(provider.name, known, n=1)
+                hint = f"; did you mean '{near[0]}'?" if near else ""
+                raise ConfigError(f"backend '{self.name}': '{provider.name}' is not an ONNX Runtime execution "
+                                  f"provider{hint}")
 
     def with_numerics(self, numerics: Any) -> OrtBackendConfig:
         if numerics.ort_graph_optimization_level is None:
@@ -89,6 +104,9 @@ class OrtSession(Session):
             )
         self._graph_outputs = [o.name for o in self._session.get_outputs()]
         self._graph_inputs = [i.name for i in self._session.get_inputs()]
+        if sorted(self._graph_inputs) != sorted(self.artifact.input_names):  # ORT would ignore the extra feeds
+            raise BackendError(f"the ONNX graph's inputs {self._graph_inputs} differ from the declared inputs "
+                               f"{list(self.artifact.input_names)}")
         self._positional = False
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -193,7 +211,8 @@ class OrtBackend(Backend):
 
     def availability(self) -> str | None:
         if importlib.util.find_spec("onnxruntime") is None:
-            return "onnxruntime is not installed (pip install onnxruntime, or onnxruntime-gpu for GPU providers)"
+            return (missing_message("onnxruntime", f"backend '{self.name}'") +
+                    " (onnxruntime-gpu for the GPU providers)")
         import onnxruntime as ort
 
         available = ort.get_available_providers()
@@ -206,6 +225,15 @@ class OrtBackend(Backend):
             return ("ONNX Runtime's TensorRT provider needs the TensorRT libraries (libnvinfer), not found here: "
                     "pip install tensorrt")
         return None
+
+
+def known_providers() -> list[str]:
+    """Every execution provider name ONNX Runtime knows (built here or not); [] when it is not installed."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return []
+    import onnxruntime as ort
+
+    return list(ort.get_all_providers())
 
 
 def tensorrt_version() -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -10,7 +11,8 @@ from typing import Any, Optional
 import numpy as np
 
 from parity.backends.base import Backend, BackendConfig, Session
-from parity.errors import ConfigError, one_line
+from parity.dependencies import missing_message, missing_module
+from parity.errors import BackendError, ConfigError, one_line
 from parity.plugins import register
 
 _PRECISIONS = ("f32", "bf16", "f16")
@@ -61,15 +63,29 @@ class OpenVINOBackendConfig(BackendConfig):
         return props
 
 
+_LOCATION = re.compile(r"^(Exception from )?\S+\.(cpp|hpp|h):\d+:?$")
+
+
+def openvino_reason(exc: BaseException) -> str:
+    """OpenVINO's message without its C++ source locations ("Exception from src/inference/src/cpp/core.cpp:84:"
+    lines, which come first and hide the cause), on one line."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not _LOCATION.match(ln.strip())]
+    return " ".join(lines) or type(exc).__name__
+
+
 class OpenVINOSession(Session):
     def _open(self) -> None:
         import openvino as ov
 
         config = self.backend.config
         core = ov.Core()
-        model = core.read_model(str(self.artifact.path))  # external data beside the file: found by relative path
-        self._compiled = core.compile_model(model, config.device, config.compile_properties())
-        self._request = self._compiled.create_infer_request()
+        try:
+            model = core.read_model(str(self.artifact.path))  # external data beside the file: by relative path
+            self._compiled = core.compile_model(model, config.device, config.compile_properties())
+            self._request = self._compiled.create_infer_request()
+        except RuntimeError as exc:
+            raise BackendError(f"backend '{self.backend.name}' failed to load the model: {openvino_reason(exc)}") \
+                from exc
         self._ports = {}
         outputs = list(self._compiled.outputs)
         declared = self.artifact.output_names
@@ -135,7 +151,7 @@ class OpenVINOBackend(Backend):
         try:
             import openvino as ov
         except ImportError as exc:
-            return f"openvino is not installed ({one_line(exc)}): pip install -e '.[openvino]'"
+            return missing_message(missing_module(exc) or "openvino", f"backend '{self.name}'")
         devices = ov.Core().available_devices
         device = self.config.device
         if device.split(".")[0] not in devices and device not in devices:

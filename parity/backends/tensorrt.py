@@ -19,6 +19,7 @@ from parity.artifact import Artifact
 from parity.backends.base import Backend, BackendConfig, Session
 from parity.backends.gpu import device_info, gpu_missing_reason
 from parity.config import BATCH
+from parity.dependencies import missing_message
 from parity.plugins import register
 
 log = logging.getLogger("parity")
@@ -167,9 +168,10 @@ class TensorRTBackend(Backend):
 
     def availability(self) -> str | None:
         if importlib.util.find_spec("tensorrt") is None:
-            return "tensorrt is not installed (the tensorrt wheels need an NVIDIA GPU machine: pip install tensorrt)"
+            return (missing_message("tensorrt", f"backend '{self.name}'") +
+                    " (its wheels install on NVIDIA GPU machines only)")
         if importlib.util.find_spec("polygraphy") is None:
-            return "polygraphy is not installed (pip install polygraphy)"
+            return missing_message("polygraphy", f"backend '{self.name}'")
         return gpu_missing_reason()
 
     def settings(self, artifact: Artifact) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from typing import Any, ClassVar, Optional
 
 import numpy as np
 
-from parity.artifact import Artifact, captured_warnings, hash_files
-from parity.errors import one_line
+from parity.artifact import Artifact, captured_warnings, hash_files, structure_sha256
+from parity.errors import ConfigError, one_line
 from parity.plugins import Plugin, PluginConfig
 from parity.results import ExportRecord
 
@@ -35,6 +35,22 @@ class OnnxExporterConfig(ExporterConfig):
 
     opset: Optional[int] = None  # None: the exporter's default
     constant_folding: bool = True
+    # an artifact declaring another opset than `opset` is an export ERROR unless this is true (then a warning)
+    allow_opset_fallback: bool = False
+
+    def validate(self) -> None:
+        if self.opset is None:
+            return
+        try:
+            import onnx
+
+            newest = int(onnx.defs.onnx_opset_version())
+        except ImportError:
+            newest = None
+        if self.opset < 1 or (newest is not None and self.opset > newest):
+            raise ConfigError(f"exporter '{self.name}': opset {self.opset} does not exist (onnx {onnx.__version__} "
+                              f"knows opsets 1 to {newest})" if newest is not None else
+                              f"exporter '{self.name}': opset must be >= 1, got {self.opset}")
 
     def with_numerics(self, numerics: Any) -> OnnxExporterConfig:
         """numerics.export_constant_folding (seed 003's strict set turns it off) overrides constant_folding."""
@@ -55,6 +71,7 @@ class Exporter(Plugin):
     Config: ClassVar[type[ExporterConfig]] = ExporterConfig
     source: ClassVar[str] = "torch"
     produces: ClassVar[str] = "onnx"
+    deterministic: ClassVar[bool] = True  # False: the same config can give other bytes (generated names)
 
     @property
     def dynamic_batch(self) -> bool:
@@ -104,19 +121,30 @@ class Exporter(Plugin):
             "versions": self.versions(),
             "warnings": tuple(captured[:MAX_WARNINGS]),
             "options": self.options(),
+            "deterministic": self.deterministic,
         }
         if error is not None or path is None:
             record = ExportRecord(ok=False, error=error, **record_kwargs)
+            return Artifact(kind=self.produces, input_names=list(example), output_names=output_names, record=record)
+        mismatch = graph_inputs_mismatch(path, list(example)) if self.produces == "onnx" else None
+        if mismatch is not None:
+            record = ExportRecord(ok=False, error=mismatch, path=str(path), **record_kwargs)
             return Artifact(kind=self.produces, input_names=list(example), output_names=output_names, record=record)
         sha, files, size = hash_files(out_dir)
         opset = _opset_of(path) if self.produces == "onnx" else None
         requested = self.requested_opset()
         if requested is not None and opset is not None and opset != requested:
-            note = f"parity: opset {requested} was requested but the artifact declares opset {opset}"
-            log.warning("%s (%s exporter)", note, self.name)
+            note = f"opset {requested} was requested but the {self.name} exporter wrote opset {opset}"
+            if not getattr(self.config, "allow_opset_fallback", False):
+                record = ExportRecord(ok=False, path=str(path), opset=opset, **record_kwargs,
+                                      error=f"{note}; exporter.allow_opset_fallback=true accepts that")
+                return Artifact(kind=self.produces, input_names=list(example), output_names=output_names,
+                                record=record)
+            log.warning("%s (allowed: exporter.allow_opset_fallback)", note)
             record_kwargs["warnings"] = (note, *record_kwargs["warnings"])
+        structure = structure_sha256(path) if self.produces == "onnx" else None
         record = ExportRecord(ok=True, path=str(path), files=files, sha256=sha, size_bytes=size, opset=opset,
-                              **record_kwargs)
+                              structure_sha256=structure, **record_kwargs)
         return Artifact(kind=self.produces, input_names=list(example), output_names=output_names, path=path,
                         record=record, input_axes=dict(input_axes))
 
@@ -130,3 +158,23 @@ def _opset_of(path: Path) -> int | None:
         return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     except Exception:
         return None
+
+
+def graph_inputs_mismatch(path: Path, declared: list[str]) -> str | None:
+    """Why an ONNX graph's inputs (initializers left out) are not the declared inputs, or None when they are.
+
+    An exporter that cannot follow the model's forward (a round trip through numpy, say) may write a graph of
+    constants with no inputs at all: it would reproduce its export example whatever it is fed, so it is an
+    error, never a result."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    actual = [i.name for i in graph.input if i.name not in initializers]
+    if sorted(actual) == sorted(declared):
+        return None
+    missing, extra = [n for n in declared if n not in actual], [n for n in actual if n not in declared]
+    detail = "; ".join(part for part in (f"missing {missing}" if missing else "", f"extra {extra}" if extra else "")
+                       if part)
+    hint = " (the exporter could not follow the model's forward: it ignores its inputs)" if not actual else ""
+    return f"the exported graph's inputs {actual} differ from the declared inputs {declared}: {detail}{hint}"

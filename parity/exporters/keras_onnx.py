@@ -40,6 +40,9 @@ class KerasOnnxExporterConfig(KerasExporterConfig):
 class _KerasExporter(Exporter):
     source = "keras"
     Config = KerasExporterConfig
+    # tf2onnx names the nodes and constants it adds from a counter whose order follows the SavedModel's
+    # (run-dependent) function order: equal configs give equal graphs under other names (structure_sha256)
+    deterministic = False
 
     def availability(self) -> str | None:
         from parity.frameworks.keras import keras_unavailable
@@ -90,11 +93,13 @@ class Tf2OnnxExporter(_KerasExporter):
         saved = out_dir.with_name(out_dir.name + "_saved_model")
         model.export(str(saved), format="tf_saved_model", verbose=False,
                      input_signature=self._signature(example, input_axes))
+        # tf2onnx numbers the nodes it adds (Transpose__66) in an order that follows Python's string hashing:
+        # a fixed PYTHONHASHSEED makes the same SavedModel convert to the same bytes, so equal configs hash equal
         command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved), "--output", str(path)]
         if self.config.opset is not None:
             command += ["--opset", str(self.config.opset)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=self.timeout_s,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"})
         for line in done.stderr.splitlines():
             if " - WARNING - " in line or " - ERROR - " in line:
                 warnings.warn(f"tf2onnx: {line.split(' - ', 3)[-1].strip()}", stacklevel=1)

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from parity.errors import ConfigError, ModelError, UnavailableError
+from parity.errors import ConfigError, ModelError, UnavailableError, one_line
 
 
 class Framework(ABC):
@@ -56,6 +56,17 @@ class Framework(ABC):
                    paths: Sequence[str]) -> dict[str, np.ndarray]:
         """The probe modules' outputs in one eager forward pass, by path, in the order the modules ran."""
         raise ConfigError(f"layer probes need forward hooks, which {self.name} models do not offer")
+
+
+def builder_error(model_cfg: Any, exc: BaseException) -> Exception:
+    """What a failed model builder is: UnavailableError when a package it imports is missing (the one rule for
+    optional dependencies: parity.dependencies), else the config's error (a bad _target_ or arguments)."""
+    from parity.dependencies import unavailable
+
+    cause = exc.__cause__ or exc
+    target = str(getattr(model_cfg, "builder", {}).get("_target_", ""))
+    missing = unavailable(cause, f"model '{model_cfg.name}'", own_module=target or None)
+    return missing or ConfigError(f"model '{model_cfg.name}': builder failed: {one_line(cause)}")
 
 
 def output_values(result: Any, output_names: Sequence[str]) -> list[Any]:

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from parity.errors import ConfigError, ModelError, UnavailableError, one_line
-from parity.frameworks.base import Framework, output_values
+from parity.dependencies import missing_message, missing_module
+from parity.frameworks.base import Framework, builder_error, output_values
 
 
 def import_keras() -> tuple[Any, Any]:
@@ -24,8 +25,7 @@ def import_keras() -> tuple[Any, Any]:
         import keras
         import tensorflow as tf
     except ImportError as exc:
-        raise UnavailableError(f"tensorflow/keras are not installed ({one_line(exc)}): "
-                               "pip install -e '.[tf]' (tensorflow-cpu, keras, tf2onnx)") from exc
+        raise UnavailableError(missing_message(missing_module(exc) or "tensorflow", "a Keras model")) from exc
     if keras.backend.backend() != "tensorflow":
         raise UnavailableError(f"Keras runs on the '{keras.backend.backend()}' backend; parity's keras models need "
                                "KERAS_BACKEND=tensorflow")
@@ -41,7 +41,7 @@ def keras_unavailable(*extra_modules: str) -> str | None:
     except UnavailableError as exc:
         return str(exc)
     except ImportError as exc:
-        return f"{exc.name or 'a module'} is not installed ({one_line(exc)}): pip install -e '.[tf]'"
+        return missing_message(missing_module(exc) or "tensorflow", "a Keras model")
     except Exception as exc:  # installed but broken (e.g. a protobuf mismatch): it cannot run here either
         return f"tensorflow/keras do not import here ({one_line(exc)})"
     return None
@@ -69,8 +69,7 @@ class KerasFramework(Framework):
         try:
             model = instantiate(model_cfg.builder, _convert_="all")
         except Exception as exc:
-            cause = exc.__cause__ or exc
-            raise ConfigError(f"model '{model_cfg.name}': builder failed: {one_line(cause)}") from exc
+            raise builder_error(model_cfg, exc) from exc
         if not isinstance(model, keras.Model):
             raise ConfigError(f"model '{model_cfg.name}': builder returned {type(model).__name__}, not a keras.Model")
         if model.dtype_policy.name != "float32":

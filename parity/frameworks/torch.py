@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from parity.errors import ConfigError, ModelError, one_line
-from parity.frameworks.base import Framework, output_values
+from parity.dependencies import missing_message, missing_module
+from parity.frameworks.base import Framework, builder_error, output_values
 
 if TYPE_CHECKING:
     import torch
@@ -27,7 +28,7 @@ class TorchFramework(Framework):
         try:
             import torch  # noqa: F401
         except ImportError as exc:
-            return f"torch is not installed ({one_line(exc)}): pip install -e '.[cpu]'"
+            return missing_message(missing_module(exc) or "torch", "a torch model")
         return None
 
     def build(self, model_cfg: Any) -> Any:
@@ -65,9 +66,8 @@ def build_model(model_cfg: Any) -> torch.nn.Module:
     torch.manual_seed(int(model_cfg.seed))
     try:
         module = instantiate(model_cfg.builder, _convert_="all")
-    except Exception as exc:  # a bad _target_ or kwargs is the user's config; anything else is the builder's
-        cause = exc.__cause__ or exc
-        raise ConfigError(f"model '{model_cfg.name}': builder failed: {one_line(cause)}") from exc
+    except Exception as exc:  # a bad _target_ or kwargs is the user's config; a missing package: a SKIP
+        raise builder_error(model_cfg, exc) from exc
     if not isinstance(module, torch.nn.Module):
         raise ConfigError(f"model '{model_cfg.name}': builder returned {type(module).__name__}, not a torch.nn.Module")
     return module.float().eval()

@@ -205,23 +205,27 @@ def _golden_outputs(report: dict[str, Any], batch: int) -> dict[str, np.ndarray]
 
 def bench_comparison(sources: list[dict[str, Any]], sweep_dir: Path) -> list[dict[str, Any]]:
     """Seed 004's table per model: median latency by batch size per backend, the winner, the crossover; plus
-    one latency plot for all of them in the sweep directory. Backends that failed parity never win."""
-    from parity.timing import comparison
+    one latency plot for all of them in the sweep directory. Backends that failed parity never win, and no
+    backend wins where the medians differ by less than their measured noise (parity.timing.comparison)."""
+    from parity.timing import comparison, median_error
 
     by_model: dict[str, dict[str, Any]] = {}
     for source in sources:
         bench = source["report"].get("bench")
         if not bench or bench.get("skip_reason"):
             continue
-        group = by_model.setdefault(source["report"]["model"]["name"], {"medians": {}, "failed": [], "series": {}})
+        group = by_model.setdefault(source["report"]["model"]["name"],
+                                    {"medians": {}, "errors": {}, "failed": [], "series": {}})
         label = _label(source)
-        group["medians"][label] = {r["batch_size"]: r["median_ms"] for r in bench["results"] if r["error"] is None}
+        measured = [r for r in bench["results"] if r["error"] is None]
+        group["medians"][label] = {r["batch_size"]: r["median_ms"] for r in measured}
+        group["errors"][label] = {r["batch_size"]: median_error(r) for r in measured}
         group["series"][label] = bench["results"]
         if bench.get("parity_verdict") in ("FAIL", "ERROR"):
             group["failed"].append(label)
     tables = []
     for model, group in by_model.items():
-        table = comparison(group["medians"], group["failed"])
+        table = comparison(group["medians"], group["failed"], group["errors"])
         plot, plot_error = None, None
         try:
             from parity.bench import plot_latency

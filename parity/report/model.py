@@ -25,7 +25,7 @@ from parity.results import (
 )
 
 REPORT_SCHEMA_ID = "parity.report/v2"
-SWEEP_SCHEMA_ID = "parity.sweep/v1"
+SWEEP_SCHEMA_ID = "parity.sweep/v2"
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 REPORT_SCHEMA = "report.v2.json"
-SWEEP_SCHEMA = "sweep.v1.json"
+SWEEP_SCHEMA = "sweep.v2.json"
 
 
 @cache

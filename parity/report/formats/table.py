@@ -236,7 +236,8 @@ def comparison_table(tables: list[dict[str, Any]], fmt: str = "github") -> str:
         labels = t["backends"]
         heads = [f"{label} (parity {'FAILED' if label in t['excluded'] else 'ok'})" if t["excluded"] else label
                  for label in labels]
-        body = [[r["batch_size"], *(_num(r["medians_ms"].get(label), ".4g") for label in labels), r["winner"] or "—"]
+        body = [[r["batch_size"], *(_num(r["medians_ms"].get(label), ".4g") for label in labels),
+                 r["winner"] or (f"no significant difference ({', '.join(r['tied'])})" if r.get("tied") else "—")]
                 for r in t["rows"]]
         texts.append(f"\n== latency: {t['model']}, median ms by batch size")
         texts.append(tabulate(body, headers=["batch", *heads, "winner"], tablefmt=fmt, disable_numparse=True))
@@ -244,6 +245,8 @@ def comparison_table(tables: list[dict[str, Any]], fmt: str = "github") -> str:
             for c in t["crossovers"]:
                 texts.append(f"crossover: {c['to']} wins from batch {c['batch_size']} "
                              f"({c['from']} up to {c['after_batch_size']})")
+        elif any(r.get("tied") for r in t["rows"]):
+            texts.append("crossover: none found (where no backend wins, the medians differ by less than their noise)")
         else:
             texts.append("crossover: none (one backend wins at every batch size)")
         if t["excluded"]:
