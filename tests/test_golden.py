@@ -153,3 +153,42 @@ def test_unreadable_manifest(tmp_path: Path) -> None:
     store = _store(tmp_path)
     (store.path("m", "default") / "manifest.json").write_text("{not json")
     _refused_untouched(store, "unreadable")
+
+
+def test_a_write_replaces_only_the_golden_of_the_same_model_and_set(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    other = store.root / "n" / "default"
+    other.parent.mkdir()
+    (store.root / "m" / "default").rename(other)  # a golden of model m, sitting where n's would go
+    before = tree_bytes(store.root)
+    with pytest.raises(GoldenExistsError, match="is the golden of model 'm', input set 'default', not of model 'n'"):
+        store.write("n", "default", INPUTS, OUTPUTS, MANIFEST, overwrite=True)
+    (store.root / "p" / "default").mkdir(parents=True)
+    (store.root / "p" / "default" / "notes.txt").write_text("not a golden")
+    before = tree_bytes(store.root)
+    with pytest.raises(GoldenExistsError, match="holds no readable golden manifest"):
+        store.write("p", "default", INPUTS, OUTPUTS, MANIFEST, overwrite=True)
+    assert tree_bytes(store.root) == before
+
+
+@pytest.mark.parametrize("model, input_set", [("m", ""), ("m", "."), ("", "default"), ("..", "x"), ("m/n", "d")])
+def test_names_that_are_not_one_path_segment_are_refused(tmp_path: Path, model: str, input_set: str) -> None:
+    from parity.errors import ConfigError
+
+    store = _store(tmp_path)
+    before = tree_bytes(store.root)
+    with pytest.raises(ConfigError):
+        store.write(model, input_set, INPUTS, OUTPUTS, MANIFEST, overwrite=True)
+    with pytest.raises(ConfigError):
+        store.load(model, input_set)
+    assert tree_bytes(store.root) == before
+
+
+def test_a_well_formed_npz_with_other_values_fails_the_hash_check(tmp_path: Path) -> None:
+    """The npz CRC rejects flipped bytes by itself; only the SHA-256 catches a valid archive holding other values."""
+    store = _store(tmp_path)
+    gdir = store.path("m", "default")
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, y=OUTPUTS["y"] + 1)
+    (gdir / "outputs.npz").write_bytes(buffer.getvalue())
+    _refused_untouched(store, "fails its SHA-256 check")

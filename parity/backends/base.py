@@ -101,12 +101,12 @@ class Backend(Plugin):
         if artifact.kind not in self.accepts:
             raise BackendError(f"backend '{self.name}' runs {' or '.join(sorted(self.accepts))} artifacts, "
                                f"got {artifact.kind}")
-        if artifact.kind == "onnx" and artifact.path is not None:
-            from parity.paths import external_data_files
-
-            external_data_files(artifact.path)  # every runtime reads only data beside the model (ExternalDataError)
         session = self.session_class(self, artifact)
         try:
+            if artifact.kind == "onnx" and artifact.path is not None:
+                from parity.paths import external_data_files
+
+                external_data_files(artifact.path)  # every runtime reads only data beside the model
             session._open()
         except ParityError:
             session._close()

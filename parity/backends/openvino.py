@@ -64,13 +64,16 @@ class OpenVINOBackendConfig(BackendConfig):
 
 
 _LOCATION = re.compile(r"^(Exception from )?\S+\.(cpp|hpp|h):\d+:?$")
+_CHECK = re.compile(r"Check '.*?' failed at \S+\.(cpp|hpp|h):\d+:\s*")
 
 
 def openvino_reason(exc: BaseException) -> str:
     """OpenVINO's message without its C++ source locations ("Exception from src/inference/src/cpp/core.cpp:84:"
-    lines, which come first and hide the cause), on one line."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not _LOCATION.match(ln.strip())]
-    return " ".join(lines) or type(exc).__name__
+    lines, which come first and hide the cause, and "Check 'false' failed at <file>:<line>:" prefixes), on one
+    line."""
+    lines = [_CHECK.sub("", ln.strip()) for ln in str(exc).splitlines() if ln.strip() and
+             not _LOCATION.match(ln.strip())]
+    return " ".join(ln for ln in lines if ln) or type(exc).__name__
 
 
 class OpenVINOSession(Session):
