@@ -52,24 +52,6 @@ def _job(cfg: DictConfig) -> dict[str, Any]:
     return report.to_dict()
 
 
-def _refuse_run_dir_among_goldens(argv: list[str]) -> None:
-    """Before Hydra creates the run directory (and writes .hydra/ and parity.log into it): a hydra.run.dir or
-    hydra.sweep.dir on the command line inside the golden root (golden.root on the command line, else the
-    default) or a read-only root is a configuration error. (The job checks its resolved directory again.)"""
-    from parity.golden import READONLY_ENV
-    from parity.paths import protected_roots, under_any
-
-    values = dict(arg.lstrip("+").split("=", 1) for arg in argv if "=" in arg and not arg.startswith("-"))
-    root = values.get("golden.root", "golden")
-    roots = protected_roots(os.environ.get(READONLY_ENV)) + ([Path(root).resolve()] if root.strip() else [])
-    for key in ("hydra.run.dir", "hydra.sweep.dir"):
-        if key in values and "," not in values[key] and "$" not in values[key]:
-            hit = under_any(Path(values[key]), roots)
-            if hit is not None:
-                raise ConfigError(f"{key}={values[key]} lies inside the golden root {hit}; reports and artifacts "
-                                  f"are never written among goldens: choose another directory")
-
-
 _CONFIG_FLAGS = {"-cd": "--config-dir", "--config-dir": "--config-dir", "-cp": "--config-path",
                  "--config-path": "--config-path", "-cn": "--config-name", "--config-name": "--config-name"}
 
@@ -97,7 +79,6 @@ def main() -> None:
         if wants_parity_help(sys.argv[1:]):
             print(render_help(CONFIG_DIR, sys.argv[1:]))
             sys.exit(0)
-        _refuse_run_dir_among_goldens(sys.argv[1:])
         _job()
     except SystemExit:
         raise

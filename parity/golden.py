@@ -6,10 +6,12 @@ Nothing here may lose or corrupt a golden:
 - a write replaces only the golden of the same model and input set, and only with `overwrite`;
 - a writer holds an exclusive lock (flock on the model's directory, so no lock file is ever written), readers a
   shared one; either waits for the other's, and says so in one line when that takes too long;
-- a write goes through numbered generations: `.<set>.tmp-N` is built and synced (manifest last), the live
-  golden is renamed to `.<set>.old-N`, the new one renamed into place, the backup removed. A process killed at
-  any step leaves a state the next access recovers from: the live golden if there is one, else the newest
-  leftover whose every file matches its manifest's SHA-256; leftovers are removed once a live golden verifies.
+- a write goes through numbered generations: `.<set>.tmp-gN` is built and synced (manifest last), the live
+  golden is renamed to `.<set>.old-gN`, the new one renamed into place, the backup removed. A process killed at
+  any step leaves a state that is read correctly and that the next write recovers: the live golden if there is
+  one, else the newest generation's leftover whose every file matches its manifest's SHA-256; leftovers are
+  removed once the live golden verifies;
+- a reader never writes: with no live golden it reads the newest complete generation where it lies.
 """
 
 from __future__ import annotations
@@ -163,22 +165,35 @@ class GoldenStore:
     def load(self, model: str, input_set: str) -> Golden:
         """Load and verify a golden; GoldenMissingError / GoldenCorruptError / GoldenBusyError, one line each.
 
-        Never modifies a golden; the one write a reader makes is finishing what a killed writer left (outside
-        read-only roots): the live golden restored from its newest complete generation, leftovers removed.
+        Writes nothing, ever. Waits (shared lock) while a write is under way. Where a killed writer left no live
+        golden, the newest generation it completed is read where it lies (the next write moves it into place).
         """
         path = self.path(model, input_set)
         self._inside_root(path)
+        _refuse_linked_dirs(path)
         if not path.parent.is_dir():
             raise self._missing(model, input_set, path)
-        if _leftovers(path) and not self._protected(path):  # a write is under way, or one was killed
-            with _locked(path.parent, exclusive=True):  # waits for a live writer, then finishes its work
-                recover(path)
         with _locked(path.parent, exclusive=False):
-            if not (path / MANIFEST).is_file() and _leftovers(path):
-                raise GoldenCorruptError(
-                    f"no golden at {path}, only the leftovers of an interrupted write ({_names(_leftovers(path))}); "
-                    f"it is recovered on the next access with write permission")
-            return self._read(model, input_set, path)
+            source = path
+            if not path.exists():
+                source = _newest_complete(path)
+                if source is None:
+                    if _leftovers(path):
+                        raise GoldenCorruptError(
+                            f"no golden at {path}, only the incomplete leftovers of an interrupted write "
+                            f"({_names(_leftovers(path))}); create it again with: {self.command(model, input_set)}")
+                    raise self._missing(model, input_set, path)
+                log.warning("no golden at %s: a write was killed there; reading the generation it completed, %s "
+                            "(the next write of this golden puts it in place)", path, source.name)
+            return self._read(model, input_set, source)
+
+    def tidy(self, model: str, input_set: str) -> None:
+        """Finish what a killed writer left (exclusive lock; see recover()). Every write does this first."""
+        path = self.path(model, input_set)
+        self._inside_root(path)
+        if path.parent.is_dir():
+            with _locked(path.parent, exclusive=True):
+                recover(path)
 
     def _missing(self, model: str, input_set: str, path: Path) -> GoldenMissingError:
         return GoldenMissingError(f"no golden for model '{model}', input set '{input_set}' at {path}; "
@@ -189,6 +204,9 @@ class GoldenStore:
         if not manifest_path.is_file():
             raise self._missing(model, input_set, path)
         manifest = _manifest(manifest_path, self.root)
+        if (manifest["model"], manifest["input_set"]) != (model, input_set):
+            raise GoldenCorruptError(f"golden manifest {manifest_path} belongs to model '{manifest['model']}', input "
+                                     f"set '{manifest['input_set']}', not model '{model}', input set '{input_set}'")
         arrays = {filename: _load_npz(path / filename, manifest, self.root) for filename in (INPUTS, OUTPUTS)}
         for filename, section in ((INPUTS, "inputs"), (OUTPUTS, "outputs")):
             declared = manifest[section]
@@ -231,6 +249,7 @@ class GoldenStore:
         if protected is not None:
             raise GoldenExistsError(f"golden writes under {protected} are disabled here ({READONLY_ENV})")
         self._inside_root(final)
+        _refuse_linked_dirs(final)
         for directory in (self.root, final.parent):
             if directory.exists() and not directory.is_dir():
                 raise GoldenError(f"cannot write goldens below {directory}: it is a file, not a directory")
@@ -269,12 +288,17 @@ class GoldenStore:
         except OSError as exc:
             raise GoldenError(f"cannot create the golden directory {final.parent}: {_os_reason(exc)}") from exc
         with _locked(final.parent, exclusive=True):
-            recover(final)
-            self.check_writable(model, input_set, overwrite)  # again, now that no one else can write
             try:
-                return _write_generation(final, model, input_set, inputs, outputs, manifest)
+                recover(final)
+                self.check_writable(model, input_set, overwrite)  # again, now that no one else can write
+                written = _write_generation(final, model, input_set, inputs, outputs, manifest)
             except OSError as exc:
                 raise GoldenError(f"cannot write the golden at {final}: {_os_reason(exc)}") from exc
+            try:
+                recover(final)  # the new golden verifies: older leftovers (kept while none did) go now
+            except OSError as exc:
+                log.warning("golden written; leftovers beside it could not be removed: %s", _os_reason(exc))
+            return written
 
 
 def _os_reason(exc: OSError) -> str:
@@ -284,8 +308,8 @@ def _os_reason(exc: OSError) -> str:
 def _write_generation(final: Path, model: str, input_set: str, inputs: dict[str, np.ndarray],
                       outputs: dict[str, np.ndarray], manifest: dict[str, Any]) -> Path:
     generation = 1 + max((g for g, _, _ in _leftovers(final) if g is not None), default=0)
-    staging = final.parent / f".{final.name}.tmp-{generation:06d}"
-    backup = final.parent / f".{final.name}.old-{generation:06d}"
+    staging = final.parent / f".{final.name}.tmp-g{generation:06d}"
+    backup = final.parent / f".{final.name}.old-g{generation:06d}"
     staging.mkdir()
     try:
         files = {}
@@ -318,44 +342,62 @@ def _write_generation(final: Path, model: str, input_set: str, inputs: dict[str,
             if had_golden:
                 os.replace(backup, final)
             raise
-        _sync_dir(final.parent)
-        _crash_point("moved-in")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if had_golden:
-        _remove_tree(backup)
+    try:  # the new golden is in place: what follows only makes that durable and tidies up
+        _sync_dir(final.parent)
+        _crash_point("moved-in")
+        if had_golden:
+            _remove_tree(backup)
+    except OSError as exc:
+        log.warning("golden written to %s; the previous one could not be removed (%s): it is removed by the next "
+                    "write", final, _os_reason(exc))
     return final
 
 
 def recover(final: Path) -> None:
     """Bring a golden directory to a consistent state after a killed write (the caller holds the exclusive lock):
-    keep the live golden if there is one, else restore the newest leftover generation that verifies; then remove
-    every unfinished staging directory and, once the live golden verifies, every leftover. (A backup that does not
-    verify while no live golden does is kept for inspection.)"""
+    keep the live golden if there is one, else restore the newest generation's complete leftover; then remove
+    every unfinished staging directory and, once the live golden verifies, every leftover. (While no live golden
+    verifies, backups are kept for inspection.)"""
     leftovers = _leftovers(final)
     if not leftovers:
         return
     if not final.exists():
-        for _, _, candidate in sorted(leftovers, key=lambda item: _rank(item), reverse=True):
-            if _complete(candidate):
-                _crash_point("recovering")
-                os.replace(candidate, final)
-                _sync_dir(final.parent)
-                log.warning("restored %s from %s, left by an interrupted golden write", final, candidate.name)
-                break
+        candidate = _newest_complete(final)
+        if candidate is not None:
+            _crash_point("recovering")
+            os.replace(candidate, final)
+            _sync_dir(final.parent)
+            log.warning("restored %s from %s, left by an interrupted golden write", final, candidate.name)
     live = final.exists() and _complete(final)
     for _, kind, leftover in _leftovers(final):
         if live or (kind == "tmp" and not _complete(leftover)):  # an unfinished staging is never restorable
             _remove_tree(leftover)
 
 
-_LEFTOVER = re.compile(r"\.(?P<set>.+)\.(?P<kind>tmp|old)-(?P<gen>.+)")
+def _newest_complete(final: Path) -> Path | None:
+    """The leftover a killed write of `final` completed last: of the newest generation only (its staging, which
+    holds the new golden, before its backup, which holds the one before), whose every file matches its manifest.
+    Older generations are superseded and never come back; an older parity's randomly named leftovers count only
+    where there are no numbered ones (newest first)."""
+    leftovers = _leftovers(final)
+    numbered = [item for item in leftovers if item[0] is not None]
+    if numbered:
+        newest = max(item[0] for item in numbered)
+        ordered = sorted((item for item in numbered if item[0] == newest), key=lambda item: item[1] != "tmp")
+    else:
+        ordered = sorted(leftovers, key=lambda item: item[2].stat().st_mtime, reverse=True)
+    return next((path for _, _, path in ordered if _complete(path)), None)
+
+
+_LEFTOVER = re.compile(r"\.(?P<set>.+)\.(?P<kind>tmp|old)-(?P<suffix>g(?P<gen>\d+)|[^.]+)")
 
 
 def _leftovers(final: Path) -> list[tuple[int | None, str, Path]]:
-    """(generation or None for an older parity's random suffix, 'tmp' | 'old', path) of every staging or
-    backup directory of `final`."""
+    """(generation, or None for an older parity's random suffix; 'tmp' | 'old'; path) of every staging or backup
+    directory of `final`."""
     found = []
     try:
         entries = list(final.parent.iterdir()) if final.parent.is_dir() else []
@@ -364,17 +406,8 @@ def _leftovers(final: Path) -> list[tuple[int | None, str, Path]]:
     for entry in entries:
         match = _LEFTOVER.fullmatch(entry.name)
         if match and match["set"] == final.name and entry.is_dir() and not entry.is_symlink():
-            found.append((int(match["gen"]) if match["gen"].isdigit() else None, match["kind"], entry))
+            found.append((int(match["gen"]) if match["gen"] else None, match["kind"], entry))
     return found
-
-
-def _rank(item: tuple[int | None, str, Path]) -> tuple[int, float]:
-    """Newest first: write N's staging (its new golden) is newer than its backup (the golden before it), which is
-    newer than anything of write N-1; an older parity's randomly named leftovers rank below, by time."""
-    generation, kind, path = item
-    if generation is None:
-        return (-1, path.stat().st_mtime)
-    return (2 * generation + (1 if kind == "tmp" else 0), 0.0)
 
 
 def _names(leftovers: list[tuple[int | None, str, Path]]) -> str:
@@ -417,6 +450,15 @@ def _manifest(path: Path, root: Path) -> dict[str, Any]:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise GoldenCorruptError(f"golden manifest {path} is invalid at {where}: {error.message}")
     return manifest
+
+
+def _refuse_linked_dirs(final: Path) -> None:
+    """A golden's model or input-set directory that is a symlink (even within the root) is refused: another
+    golden would be read, or written, under this one's name. (The root itself may be a symlink.)"""
+    for directory in (final.parent, final):
+        if directory.is_symlink():
+            raise GoldenError(f"golden directory {directory} is a symlink to {directory.resolve()}; goldens live "
+                              f"in real directories (refused)")
 
 
 def _refuse_escaping_link(path: Path, root: Path) -> None:
@@ -511,7 +553,9 @@ def _locked(directory: Path, exclusive: bool) -> Iterator[None]:
             try:
                 fcntl.flock(fd, mode | fcntl.LOCK_NB)
                 break
-            except BlockingIOError:
+            except OSError as exc:
+                if not isinstance(exc, BlockingIOError):  # e.g. a file system without flock on directories
+                    raise GoldenError(f"cannot lock the golden directory {directory}: {_os_reason(exc)}") from exc
                 if time.monotonic() >= deadline:
                     raise GoldenBusyError(
                         f"goldens in {directory} are locked by another process (a golden write under way); "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,7 @@ from parity.diagnostics.localize import run_localization
 from parity.diagnostics.probes import run_probes
 from parity.errors import GoldenError, ModelError, ParityError, UnavailableError, one_line
 from parity.frameworks import framework_for
-from parity.golden import READONLY_ENV, GoldenStore, reference_manifest
-from parity.paths import protected_roots, under_any
+from parity.golden import GoldenStore, reference_manifest
 from parity.plan import JobContext, JobPlan, build_plan, report_settings
 from parity.report.formats import write_job
 from parity.report.model import BackendInfo, GoldenInfo, JobReport
@@ -72,16 +70,15 @@ def _golden_root(root: str, context: JobContext) -> Path:
 
 
 def _inside_golden_root(cfg: Any, plan: JobPlan | None, context: JobContext) -> str | None:
-    """Why the job's output directory may not be used (it lies in the golden root, or a protected one), or None."""
-    root = plan.golden.root if plan is not None else OmegaConf.select(cfg, "golden.root", default=None)
-    roots = protected_roots(os.environ.get(READONLY_ENV))
-    if isinstance(root, str) and root.strip():
-        roots.append(_golden_root(root, context).resolve())
-    hit = under_any(context.output_dir, roots)
-    if hit is None:
+    """Why the job's output directory may not be used (it lies in the golden root, or a protected one), or None;
+    a golden.root that cannot even be resolved is reported by the plan, not here."""
+    from parity.guard import output_dir_problem
+
+    try:
+        root = plan.golden.root if plan is not None else OmegaConf.select(cfg, "golden.root", default=None)
+        return output_dir_problem(context.output_dir, root, context.start_dir)
+    except Exception:
         return None
-    return (f"the job's output directory {context.output_dir} lies inside the golden root {hit}; reports and "
-            f"artifacts are never written among goldens: choose another hydra.run.dir / hydra.sweep.dir")
 
 
 def make_golden(plan: JobPlan, store: GoldenStore, report: JobReport) -> None:

@@ -254,6 +254,9 @@ CASES = [
          damage=_root_is_a_file),
     Case("root-under-proc", ("mode=golden", "golden.root=/proc/parity-goldens"),
          "cannot create the golden directory /proc/parity-goldens/mlp", config_error=False),
+    Case("root-not-writable", ("mode=golden", "golden.root=/sys/kernel/parity-goldens"),
+         "cannot create the golden directory /sys/kernel/parity-goldens/mlp: ",  # EPERM, EACCES or EROFS
+         config_error=False),
     Case("out-of-memory", ("mode=golden", "inputs.name=huge", "inputs.num_samples=1000000000000000"),
          "out of memory", config_error=False),
 ]

@@ -92,10 +92,14 @@ def test_failed_swap_restores_the_previous_golden(tmp_path: Path, monkeypatch: p
 def test_golden_left_aside_by_a_killed_swap_is_recovered(tmp_path: Path) -> None:
     store = _store(tmp_path)
     final = store.path("m", "default")
-    final.rename(final.parent / ".default.old-abc123")  # the state a kill between the two renames leaves
-    golden = store.load("m", "default")
+    final.rename(final.parent / ".default.old-abc123")  # an older parity's backup, left by a kill mid-swap
+    before = tree_bytes(store.root)
+    golden = store.load("m", "default")  # read where it lies: a reader writes nothing
     np.testing.assert_array_equal(golden.inputs["x"], INPUTS["x"])
+    assert tree_bytes(store.root) == before
+    store.tidy("m", "default")  # what every write does first
     assert sorted(p.name for p in final.parent.iterdir()) == ["default"]
+    np.testing.assert_array_equal(store.load("m", "default").inputs["x"], INPUTS["x"])
 
 
 def test_readonly_roots_forbid_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,3 +196,24 @@ def test_a_well_formed_npz_with_other_values_fails_the_hash_check(tmp_path: Path
     np.savez_compressed(buffer, y=OUTPUTS["y"] + 1)
     (gdir / "outputs.npz").write_bytes(buffer.getvalue())
     _refused_untouched(store, "fails its SHA-256 check")
+
+
+def test_symlinked_golden_directories_are_refused_even_inside_the_root(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    (store.root / "a").symlink_to(store.root / "m")  # model a would read, or write, model m's goldens
+    with pytest.raises(GoldenError, match="is a symlink"):
+        store.load("a", "default")
+    with pytest.raises(GoldenError, match="is a symlink"):
+        store.write("a", "u2", INPUTS, OUTPUTS, MANIFEST)
+    (store.root / "m" / "s").symlink_to(store.root / "m" / "default")
+    with pytest.raises(GoldenError, match="is a symlink"):
+        store.load("m", "s")
+    assert not (store.root / "m" / "u2").exists()
+
+
+def test_a_golden_read_under_another_name_is_refused(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    (store.root / "m" / "default").rename(store.root / "m" / "other")
+    with pytest.raises(GoldenCorruptError, match="belongs to model 'm', input set 'default', not model 'm', "
+                                                 "input set 'other'"):
+        store.load("m", "other")

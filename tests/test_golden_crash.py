@@ -2,13 +2,15 @@
 
 Each case runs a real writer process that kills itself at one named step (PARITY_TEST_CRASH_AT, a test-only
 hook in parity.golden), then reads the golden back: it must be the complete old golden or the complete new one,
-exactly the one the step implies, with no leftovers once it has been read.
+exactly the one the step implies. Readers write nothing; the next write (GoldenStore.tidy, which every write
+runs first) moves a completed generation into place and removes the leftovers.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +21,7 @@ import numpy as np
 import pytest
 
 from parity import golden as golden_mod
-from parity.errors import GoldenBusyError, GoldenMissingError
+from parity.errors import GoldenBusyError, GoldenCorruptError, GoldenMissingError
 from parity.golden import CRASH_ENV, CRASH_STEPS, GoldenStore
 from tests.conftest import REPO, tree_bytes
 
@@ -71,9 +73,12 @@ def test_a_writer_killed_at_each_step_leaves_the_old_or_the_new_golden(tmp_path:
     store.write("m", "default", *_arrays(1.0), MANIFEST)
     done = _writer(store.root, 2.0, step)
     assert done.returncode == -signal.SIGKILL, done.stderr
+    before = tree_bytes(store.root)
     assert _which(store) == EXPECTED[step]
+    assert tree_bytes(store.root) == before  # reading wrote nothing
+    store.tidy("m", "default")
     assert sorted(p.name for p in (store.root / "m").iterdir()) == ["default"]  # leftovers gone once verified
-    assert _which(store) == EXPECTED[step]  # and stable
+    assert _which(store) == EXPECTED[step]  # and the same golden
 
 
 @pytest.mark.parametrize("step, expected", [("staged-inputs", None), ("staged-outputs", None),
@@ -84,23 +89,29 @@ def test_a_first_write_killed_leaves_no_golden_or_the_whole_new_one(tmp_path: Pa
     store = GoldenStore(tmp_path / "golden")
     assert _writer(store.root, 2.0, step).returncode == -signal.SIGKILL
     if expected is None:
+        with pytest.raises(GoldenCorruptError, match="only the incomplete leftovers of an interrupted write"):
+            store.load("m", "default")
+        store.tidy("m", "default")
+        assert list((store.root / "m").iterdir()) == []
         with pytest.raises(GoldenMissingError):
             store.load("m", "default")
-        assert list((store.root / "m").iterdir()) == []
     else:
         assert _which(store) == "new"
 
 
-def test_a_reader_killed_while_recovering_leaves_a_recoverable_state(tmp_path: Path) -> None:
+def test_a_recovery_killed_midway_leaves_a_recoverable_state(tmp_path: Path) -> None:
     store = GoldenStore(tmp_path / "golden")
     store.write("m", "default", *_arrays(1.0), MANIFEST)
     assert _writer(store.root, 2.0, "moved-aside").returncode == -signal.SIGKILL
-    reader = subprocess.run(
-        [sys.executable, "-c", f"from parity.golden import GoldenStore; GoldenStore({str(store.root)!r}).load('m', "
+    tidier = subprocess.run(
+        [sys.executable, "-c", f"from parity.golden import GoldenStore; GoldenStore({str(store.root)!r}).tidy('m', "
                                f"'default')"],
         env={**os.environ, "PYTHONPATH": str(REPO), CRASH_ENV: "recovering"}, capture_output=True, timeout=120)
-    assert reader.returncode == -signal.SIGKILL
+    assert tidier.returncode == -signal.SIGKILL
     assert _which(store) == "new"
+    assert _writer(store.root, 3.0, None).returncode == 0  # the next write recovers, then writes
+    np.testing.assert_array_equal(store.load("m", "default").inputs["x"], _arrays(3.0)[0]["x"])
+    assert sorted(p.name for p in (store.root / "m").iterdir()) == ["default"]
 
 
 def test_repeated_killed_writes_always_restore_the_newest_complete_golden(tmp_path: Path) -> None:
@@ -110,8 +121,9 @@ def test_repeated_killed_writes_always_restore_the_newest_complete_golden(tmp_pa
     store.write("m", "default", *_arrays(0.0), MANIFEST)
     for value in (1.0, 2.0, 3.0, 4.0):
         assert _writer(store.root, value, "moved-aside").returncode == -signal.SIGKILL
-    golden = store.load("m", "default")
-    np.testing.assert_array_equal(golden.inputs["x"], _arrays(4.0)[0]["x"])
+    np.testing.assert_array_equal(store.load("m", "default").inputs["x"], _arrays(4.0)[0]["x"])
+    store.tidy("m", "default")
+    np.testing.assert_array_equal(store.load("m", "default").inputs["x"], _arrays(4.0)[0]["x"])
     assert sorted(p.name for p in (store.root / "m").iterdir()) == ["default"]
 
 
@@ -140,7 +152,7 @@ def lock_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def test_a_reader_waits_for_a_live_writer_and_touches_nothing(lock_held: GoldenStore) -> None:
     store = lock_held
     final = store.path("m", "default")
-    final.rename(final.parent / ".default.old-000001")  # mid-swap, as the live writer has it
+    final.rename(final.parent / ".default.old-g000001")  # mid-swap, as the live writer has it
     before = tree_bytes(store.root)
     with pytest.raises(GoldenBusyError, match="locked by another process"):
         store.load("m", "default")
@@ -161,12 +173,35 @@ def test_a_verify_finding_a_write_under_way_says_so_in_one_line(lock_held: Golde
     assert "locked by another process" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_superseded_generation_never_comes_back(tmp_path: Path) -> None:
+    """Backups of older generations, kept while no live golden verified, are never restored in place of a newer
+    generation, even when that one is incomplete."""
+    scratch = GoldenStore(tmp_path / "scratch")
+    scratch.write("m", "default", *_arrays(0.5), MANIFEST)
+    store = GoldenStore(tmp_path / "golden")
+    store.write("m", "default", *_arrays(1.0), MANIFEST)
+    final = store.path("m", "default")
+    shutil.copytree(scratch.path("m", "default"), final.parent / ".default.old-g000000")  # complete, superseded
+    (final / "inputs.npz").write_bytes(b"damaged")  # the live golden no longer verifies: leftovers are kept
+    assert _writer(store.root, 2.0, "moved-aside").returncode == -signal.SIGKILL  # writes generation 1
+    (final.parent / ".default.tmp-g000001" / "outputs.npz").unlink()  # ... which is now incomplete as well
+    for _ in range(2):
+        with pytest.raises(GoldenCorruptError, match="only the incomplete leftovers"):
+            store.load("m", "default")
+        store.tidy("m", "default")
+    assert not final.exists()  # generation 0 (value 0.5) was never put back
+
+
 def test_the_cli_killed_mid_write_leaves_a_golden_that_verifies(tmp_path: Path, cli) -> None:
     root = tmp_path / "golden"
     assert cli("mode=golden", "model=mlp", f"golden.root={root}").returncode == 0
     killed = cli("mode=golden", "model=mlp", f"golden.root={root}", "golden.overwrite=true", "model.seed=1",
                  env={CRASH_ENV: "moved-aside"})
     assert killed.returncode == -signal.SIGKILL
-    done = cli("model=mlp", f"golden.root={root}", "model.seed=1")  # the new golden (seed 1) was restored whole
+    before = tree_bytes(root)
+    done = cli("model=mlp", f"golden.root={root}", "model.seed=1")  # the new golden (seed 1) is read whole
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in (root / "mlp").iterdir()) == ["default"]
+    assert tree_bytes(root) == before  # by a verify that writes nothing
+    again = cli("mode=golden", "model=mlp", f"golden.root={root}", "golden.overwrite=true", "model.seed=2")
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in (root / "mlp").iterdir()) == ["default"]  # the next write tidied up

@@ -271,3 +271,11 @@ def test_openvino_reasons_drop_source_locations() -> None:
            'Unable to read the model: "/tmp/bad.onnx" Please check that model format: ".onnx" is supported\n\n')
     assert openvino_reason(RuntimeError(raw)) == ('Unable to read the model: "/tmp/bad.onnx" Please check that model '
                                                   'format: ".onnx" is supported')
+
+
+def test_a_default_run_directory_inside_the_golden_root_is_refused_before_hydra_creates_it(cli, tmp_path: Path
+                                                                                          ) -> None:
+    """golden.root=. puts the goldens where parity starts; the default outputs/ would then lie among them."""
+    done = cli("model=mlp", "golden.root=.", cwd=tmp_path, default_dirs=True)
+    assert done.returncode == 2 and done.stderr.startswith("parity: configuration error: the output directory")
+    assert len(done.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
