@@ -6,6 +6,7 @@ measures with `difference` and judges with `Tolerance.violations` / `Tolerance.a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -45,6 +46,13 @@ class Tolerance:
     check: Check = Check.elementwise
     min_top1_agreement: float | None = None
     max_prob_diff_pp: float | None = None
+
+    def __post_init__(self) -> None:
+        """A NaN limit compares false with every difference and inf accepts any: both would pass anything."""
+        for name in ("atol", "rtol", "min_top1_agreement", "max_prob_diff_pp"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"tolerance {name} must be a finite number >= 0, got {value}")
 
     def violations(self, stats: Mapping[str, Any], classification: Mapping[str, Any] | None = None) -> list[str]:
         """Why `stats` (from `difference(reference, candidate, self)`) fail this tolerance; [] when they pass.

@@ -137,3 +137,10 @@ def test_l2_rel_check_bounds_the_relative_l2_error_and_ignores_atol() -> None:
     nan = cand.copy()
     nan[0] = np.nan
     assert compare_output("y", ref, nan, Tolerance(atol=0.0, rtol=10.0, check=Check.l2_rel)).verdict is Verdict.FAIL
+
+
+@pytest.mark.parametrize("field, value", [("atol", float("nan")), ("rtol", float("inf")), ("atol", -1.0),
+                                          ("max_prob_diff_pp", float("nan"))])
+def test_a_tolerance_that_would_pass_anything_cannot_be_made(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"tolerance {field} must be a finite number"):
+        Tolerance(**{"atol": 1e-4, "rtol": 1e-3, field: value})
