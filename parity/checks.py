@@ -106,6 +106,11 @@ def determinism(session: Any, feeds: Mapping[str, np.ndarray], first: Mapping[st
     return DeterminismResult(batch, repeats, identical, worst, per_output)
 
 
+def holds_samples(array: np.ndarray, axis: int | None, num_samples: int) -> bool:
+    """Whether `array` holds exactly `num_samples` along its batch axis (an output without one: always)."""
+    return axis is None or (array.ndim > axis and array.shape[axis] == num_samples)
+
+
 def reference_outputs(plan: JobPlan, outputs: Mapping[str, np.ndarray], num_samples: int) -> None:
     """What a golden may hold: finite values, and every batched output has num_samples along its batch axis."""
     for spec in plan.model.outputs:
@@ -114,7 +119,7 @@ def reference_outputs(plan: JobPlan, outputs: Mapping[str, np.ndarray], num_samp
         if bad:
             raise ModelError(f"reference output '{spec.name}' has {bad} NaN/Inf value(s); a golden must be finite")
         axis = spec.batch_axis
-        if axis is not None and (array.ndim <= axis or array.shape[axis] != num_samples):
+        if not holds_samples(array, axis, num_samples):
             raise ConfigError(
                 f"output '{spec.name}' has shape {list(array.shape)}: axis {axis} is not the batch of {num_samples}; "
                 f"set its batch_axis (null if it has none)"
@@ -142,7 +147,7 @@ def golden_fits(plan: JobPlan, golden: Any, weights: str, regenerate: str, sizes
                                f"{sorted(golden.outputs)}; regenerate with: {regenerate}")
     for spec in plan.model.outputs:  # every batched output holds exactly the golden's samples on its batch axis
         array, axis = golden.outputs[spec.name], spec.batch_axis
-        if axis is not None and (array.ndim <= axis or array.shape[axis] != golden.num_samples):
+        if not holds_samples(array, axis, golden.num_samples):
             raise GoldenStaleError(
                 f"golden output '{spec.name}' has shape {list(array.shape)}: axis {axis} does not hold the golden's "
                 f"{golden.num_samples} samples (model.outputs batch_axis {axis}; null if it has none); if the "

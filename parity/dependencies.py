@@ -62,13 +62,3 @@ def unavailable(exc: BaseException, needed_for: str, own_module: str | None = No
     if own_module and (own_module == module or own_module.startswith(module + ".")):
         return None
     return UnavailableError(missing_message(module, needed_for))
-
-
-def require(module: str, needed_for: str) -> None:
-    """Import `module` or raise the UnavailableError that names what to install."""
-    import importlib
-
-    try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        raise UnavailableError(missing_message(missing_module(exc) or module, needed_for)) from exc

@@ -125,6 +125,23 @@ def reference_manifest(num_samples: int, weights_sha256: str | None, input_batch
             "reference": reference, "config": config, "environment": environment(), "created": now()}
 
 
+def root_path(root: str, start_dir: Path) -> Path:
+    """golden.root as a directory: relative roots resolve against the directory parity was started in."""
+    return Path(root) if Path(root).is_absolute() else start_dir / root
+
+
+def output_dir_problem(output_dir: Path, golden_root: Any, start_dir: Path) -> str | None:
+    """Why `output_dir` may not hold a job's files (it lies in the golden root or a read-only root), or None."""
+    roots = protected_roots(os.environ.get(READONLY_ENV))
+    if isinstance(golden_root, str) and golden_root.strip():
+        roots.append(root_path(golden_root, start_dir).resolve())
+    hit = under_any(output_dir if output_dir.is_absolute() else start_dir / output_dir, roots)
+    if hit is None:
+        return None
+    return (f"the output directory {output_dir} lies inside the golden root {hit}; reports and artifacts are "
+            f"never written among goldens: choose another hydra.run.dir / hydra.sweep.dir")
+
+
 @dataclass(frozen=True)
 class Golden:
     """A loaded, integrity-checked golden."""
@@ -156,9 +173,6 @@ class GoldenStore:
     def path(self, model: str, input_set: str) -> Path:
         """<root>/<model>/<input_set>; both names must be plain path segments (ConfigError otherwise)."""
         return self.root / check_segment(model, "model name") / check_segment(input_set, "input set name")
-
-    def exists(self, model: str, input_set: str) -> bool:
-        return (self.path(model, input_set) / MANIFEST).is_file()
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ its own output directory again (a sweep's golden.root may differ per job).
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,21 +14,6 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-
-
-def output_dir_problem(output_dir: Path, golden_root: Any, start_dir: Path) -> str | None:
-    """Why `output_dir` may not hold a job's files (it lies in the golden root or a read-only root), or None."""
-    from parity.golden import READONLY_ENV
-    from parity.paths import protected_roots, under_any
-
-    roots = protected_roots(os.environ.get(READONLY_ENV))
-    if isinstance(golden_root, str) and golden_root.strip():
-        roots.append((Path(golden_root) if Path(golden_root).is_absolute() else start_dir / golden_root).resolve())
-    hit = under_any(output_dir if output_dir.is_absolute() else start_dir / output_dir, roots)
-    if hit is None:
-        return None
-    return (f"the output directory {output_dir} lies inside the golden root {hit}; reports and artifacts are "
-            f"never written among goldens: choose another hydra.run.dir / hydra.sweep.dir")
 
 
 class RunDirGuard(Callback):
@@ -50,6 +34,8 @@ class RunDirGuard(Callback):
             return
         if directory is None:
             return
+        from parity.golden import output_dir_problem
+
         problem = output_dir_problem(Path(str(directory)), root, Path.cwd())
         if problem is not None:  # Hydra turns a callback's exceptions into warnings and goes on: exit here
             sys.stderr.write(f"parity: configuration error: {problem}\n")

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from parity.errors import ConfigError, ParityError
 
@@ -60,14 +61,16 @@ class ExternalDataError(ParityError):
     """An ONNX model references external data outside its own directory, or data that is missing."""
 
 
-def external_data_files(model_path: Path) -> list[Path]:
+def external_data_files(model_path: Path, model: Any = None) -> list[Path]:
     """The external-data files an ONNX model references, in reference order without repeats, each resolved and
     checked to lie in the model's own directory (as ONNX Runtime and onnx require); ExternalDataError for a
     location that is absolute, climbs out (`..`, a symlink leaving the directory) or does not exist.
-    Reads only the model's own file for that (never a referenced location before it is checked)."""
+    Reads only the model's own file for that (never a referenced location before it is checked); `model`: that
+    file already loaded without its external data."""
     import onnx
 
-    model = onnx.load(str(model_path), load_external_data=False)
+    if model is None:
+        model = onnx.load(str(model_path), load_external_data=False)
     base = model_path.resolve().parent
     seen: list[Path] = []
     for tensor in _tensors(model.graph):

@@ -19,7 +19,7 @@ from parity.diagnostics.localize import run_localization
 from parity.diagnostics.probes import run_probes
 from parity.errors import GoldenError, ModelError, ParityError, UnavailableError, one_line
 from parity.frameworks import framework_for
-from parity.golden import GoldenStore, reference_manifest
+from parity.golden import GoldenStore, output_dir_problem, reference_manifest, root_path
 from parity.plan import JobContext, JobPlan, build_plan, report_settings
 from parity.report.formats import write_job
 from parity.report.model import BackendInfo, GoldenInfo, JobReport
@@ -44,7 +44,7 @@ def run_job(cfg: Any, context: JobContext, plan: JobPlan | None = None) -> JobRe
     (context.output_dir / settings.filename).unlink(missing_ok=True)  # never leave a stale report behind
     try:
         plan = plan or build_plan(cfg)
-        store = GoldenStore(_golden_root(plan.golden.root, context), display_root=plan.golden.root,
+        store = GoldenStore(root_path(plan.golden.root, context.start_dir), display_root=plan.golden.root,
                             command_overrides=list(context.command_overrides))
         if plan.makes_golden:
             make_golden(plan, store, report)
@@ -65,15 +65,9 @@ def run_job(cfg: Any, context: JobContext, plan: JobPlan | None = None) -> JobRe
     return report
 
 
-def _golden_root(root: str, context: JobContext) -> Path:
-    return Path(root) if Path(root).is_absolute() else context.start_dir / root
-
-
 def _inside_golden_root(cfg: Any, plan: JobPlan | None, context: JobContext) -> str | None:
     """Why the job's output directory may not be used (it lies in the golden root, or a protected one), or None;
     a golden.root that cannot even be resolved is reported by the plan, not here."""
-    from parity.guard import output_dir_problem
-
     try:
         root = plan.golden.root if plan is not None else OmegaConf.select(cfg, "golden.root", default=None)
         return output_dir_problem(context.output_dir, root, context.start_dir)

@@ -52,7 +52,7 @@ def beyond(value: float, limit: float) -> str:
     """`value` with as many digits as it takes to read differently from `limit` (0.1503 against 0.15, not 0.15)."""
     for digits in range(2, 10):
         text = f"{value:.{digits}f}"
-        if float(text) != float(f"{limit:.{digits}f}") or text != f"{limit:.{digits}f}":
+        if text != f"{limit:.{digits}f}":
             return text
     return f"{value:.10g}"
 

@@ -104,9 +104,7 @@ class Backend(Plugin):
         session = self.session_class(self, artifact)
         try:
             if artifact.kind == "onnx" and artifact.path is not None:
-                from parity.paths import external_data_files
-
-                external_data_files(artifact.path)  # every runtime reads only data beside the model
+                _check_onnx(artifact)
             session._open()
         except ParityError:
             session._close()
@@ -122,3 +120,18 @@ class Backend(Plugin):
                 session._close()
             except Exception as exc:  # a runtime failing to let go is the backend's error, not a crash
                 raise BackendError(f"backend '{self.name}' failed to close its session: {one_line(exc)}") from exc
+
+
+def _check_onnx(artifact: Artifact) -> None:
+    """What every runtime may load: external data only from beside the model (ExternalDataError otherwise), and
+    a graph whose inputs are the declared ones (runtimes ignore feeds the graph lacks)."""
+    import onnx
+
+    from parity.exporters.base import graph_inputs_mismatch
+    from parity.paths import external_data_files
+
+    model = onnx.load(str(artifact.path), load_external_data=False)
+    external_data_files(artifact.path, model)
+    mismatch = graph_inputs_mismatch(model, list(artifact.input_names))
+    if mismatch is not None:
+        raise BackendError(mismatch)

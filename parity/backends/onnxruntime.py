@@ -15,7 +15,7 @@ import numpy as np
 
 from parity.backends.base import Backend, BackendConfig, Session
 from parity.dependencies import missing_message
-from parity.errors import BackendError, ConfigError, ProviderFallbackError
+from parity.errors import ConfigError, ProviderFallbackError
 from parity.plugins import register
 
 log = logging.getLogger("parity")
@@ -104,9 +104,6 @@ class OrtSession(Session):
             )
         self._graph_outputs = [o.name for o in self._session.get_outputs()]
         self._graph_inputs = [i.name for i in self._session.get_inputs()]
-        if sorted(self._graph_inputs) != sorted(self.artifact.input_names):  # ORT would ignore the extra feeds
-            raise BackendError(f"the ONNX graph's inputs {self._graph_inputs} differ from the declared inputs "
-                               f"{list(self.artifact.input_names)}")
         self._positional = False
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -43,14 +43,13 @@ class OnnxExporterConfig(ExporterConfig):
             return
         try:
             import onnx
-
+        except ImportError:  # the export itself will say onnx is missing; only the lower bound is known here
+            known, newest = "opsets start at 1", None
+        else:
             newest = int(onnx.defs.onnx_opset_version())
-        except ImportError:
-            newest = None
+            known = f"onnx {onnx.__version__} knows opsets 1 to {newest}"
         if self.opset < 1 or (newest is not None and self.opset > newest):
-            raise ConfigError(f"exporter '{self.name}': opset {self.opset} does not exist (onnx {onnx.__version__} "
-                              f"knows opsets 1 to {newest})" if newest is not None else
-                              f"exporter '{self.name}': opset must be >= 1, got {self.opset}")
+            raise ConfigError(f"exporter '{self.name}': opset {self.opset} does not exist ({known})")
 
     def with_numerics(self, numerics: Any) -> OnnxExporterConfig:
         """numerics.export_constant_folding (seed 003's strict set turns it off) overrides constant_folding."""
@@ -123,25 +122,29 @@ class Exporter(Plugin):
             "options": self.options(),
             "deterministic": self.deterministic,
         }
+        def failed(reason: str | None, **found: Any) -> Artifact:
+            record = ExportRecord(ok=False, error=reason, **found, **record_kwargs)
+            return Artifact(kind=self.produces, input_names=list(example), output_names=output_names, record=record)
+
         if error is not None or path is None:
-            record = ExportRecord(ok=False, error=error, **record_kwargs)
-            return Artifact(kind=self.produces, input_names=list(example), output_names=output_names, record=record)
-        mismatch = graph_inputs_mismatch(path, list(example)) if self.produces == "onnx" else None
-        if mismatch is not None:
-            record = ExportRecord(ok=False, error=mismatch, path=str(path), **record_kwargs)
-            return Artifact(kind=self.produces, input_names=list(example), output_names=output_names, record=record)
-        sha, files, size = hash_files(out_dir)
-        opset = _opset_of(path) if self.produces == "onnx" else None
+            return failed(error)
+        opset = None
+        if self.produces == "onnx":
+            import onnx
+
+            proto = onnx.load(str(path), load_external_data=False)  # the graph only, read once for both checks
+            mismatch = graph_inputs_mismatch(proto, list(example))
+            if mismatch is not None:
+                return failed(mismatch, path=str(path))
+            opset = next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
         requested = self.requested_opset()
         if requested is not None and opset is not None and opset != requested:
             note = f"opset {requested} was requested but the {self.name} exporter wrote opset {opset}"
             if not getattr(self.config, "allow_opset_fallback", False):
-                record = ExportRecord(ok=False, path=str(path), opset=opset, **record_kwargs,
-                                      error=f"{note}; exporter.allow_opset_fallback=true accepts that")
-                return Artifact(kind=self.produces, input_names=list(example), output_names=output_names,
-                                record=record)
+                return failed(f"{note}; exporter.allow_opset_fallback=true accepts that", path=str(path), opset=opset)
             log.warning("%s (allowed: exporter.allow_opset_fallback)", note)
             record_kwargs["warnings"] = (note, *record_kwargs["warnings"])
+        sha, files, size = hash_files(out_dir)
         structure = structure_sha256(path) if self.produces == "onnx" else None
         record = ExportRecord(ok=True, path=str(path), files=files, sha256=sha, size_bytes=size, opset=opset,
                               structure_sha256=structure, **record_kwargs)
@@ -149,26 +152,13 @@ class Exporter(Plugin):
                         record=record, input_axes=dict(input_axes))
 
 
-def _opset_of(path: Path) -> int | None:
-    """The default-domain opset of an ONNX file (external data not loaded)."""
-    try:
-        import onnx
-
-        model = onnx.load(str(path), load_external_data=False)
-        return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    except Exception:
-        return None
-
-
-def graph_inputs_mismatch(path: Path, declared: list[str]) -> str | None:
-    """Why an ONNX graph's inputs (initializers left out) are not the declared inputs, or None when they are.
+def graph_inputs_mismatch(model: Any, declared: list[str]) -> str | None:
+    """Why a loaded ONNX model's graph inputs (initializers left out) are not the declared inputs, or None.
 
     An exporter that cannot follow the model's forward (a round trip through numpy, say) may write a graph of
     constants with no inputs at all: it would reproduce its export example whatever it is fed, so it is an
-    error, never a result."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
+    error, never a result. (Backend.prepare asks the same of every ONNX artifact a backend loads.)"""
+    graph = model.graph
     initializers = {t.name for t in graph.initializer}
     actual = [i.name for i in graph.input if i.name not in initializers]
     if sorted(actual) == sorted(declared):
