@@ -26,6 +26,7 @@ COMMON = [
     "tabulate==0.10.0",
     "pytest==9.2.0",
     "matplotlib==3.11.2",  # latency plots (mode=bench)
+    "safetensors==0.6.2",  # model.weights=*.safetensors (torch state_dicts without pickle)
     # seed models: dcnv2 is deepctr-torch's DCNMix (it imports requests without declaring it)
     "deepctr-torch==0.3.0",
     "requests==2.34.2",

@@ -43,7 +43,7 @@ def _job(cfg: DictConfig) -> dict[str, Any]:
     plan = None
     if not multirun:  # a single run's config error is one line on stderr; in a sweep it is that job's ERROR
         try:
-            plan = build_plan(cfg)
+            plan = build_plan(cfg, context.start_dir)
         except ConfigError as exc:
             _CONFIG_ERRORS.append(exc)  # raised here, Hydra would print its own "Error executing job" line
             return {}

@@ -126,9 +126,18 @@ def reference_outputs(plan: JobPlan, outputs: Mapping[str, np.ndarray], num_samp
             )
 
 
-def golden_fits(plan: JobPlan, golden: Any, weights: str, regenerate: str, sizes: tuple[int, ...]) -> None:
-    """The golden was made from these weights and holds exactly the declared inputs and outputs, with enough
-    samples for every batch size; GoldenStaleError (with the command that remakes it) or ConfigError."""
+def golden_fits(plan: JobPlan, golden: Any, weights: str, regenerate: str, sizes: tuple[int, ...],
+                weights_file: Mapping[str, Any] | None = None) -> None:
+    """The golden was made from these weights (and this weights file, when one is loaded) and holds exactly the
+    declared inputs and outputs, with enough samples for every batch size; GoldenStaleError (with the command
+    that remakes it) or ConfigError."""
+    recorded = golden.manifest.get("weights_file") or {}
+    now_sha = (weights_file or {}).get("sha256")
+    if recorded.get("sha256") != now_sha:
+        was = f"{recorded.get('path')} ({str(recorded['sha256'])[:12]}…)" if recorded.get("sha256") else "no file"
+        now_is = f"{weights_file['path']} ({now_sha[:12]}…)" if weights_file else "no file"
+        raise GoldenStaleError(f"golden is stale: the weights file changed (golden made from {was}, model now "
+                               f"loads {now_is}); if the change is intended, regenerate with: {regenerate}")
     if not golden.manifest.get("weights_sha256"):
         raise GoldenStaleError(f"golden manifest {golden.path / 'manifest.json'} records no weights_sha256, so it "
                                f"cannot be tied to these weights; regenerate with: {regenerate}")

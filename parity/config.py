@@ -94,6 +94,16 @@ class ModelConfig:
     params: dict[str, Any] = field(default_factory=dict)
     # module paths (named_modules() names) whose outputs can be compared layer by layer, in forward order
     probes: list[str] = field(default_factory=list)
+    # trained weights loaded into the built model (README "Verify a model you already have"). torch: a state_dict
+    # in .pt/.pth (torch.load(weights_only=True)) or .safetensors; keras: .keras or .weights.h5. Relative paths
+    # resolve against the directory parity was started in; the file's SHA-256 goes into the golden's manifest.
+    weights: Optional[str] = None
+    weights_key: Optional[str] = None  # torch: the state_dict inside a checkpoint dict ("state_dict", "model.ema")
+    weights_strip_prefix: Optional[str] = None  # torch: removed from every key that starts with it ("module.")
+    weights_strict: bool = True  # missing or unexpected keys are an ERROR listing them (false: a warning)
+    # torch: a checkpoint that only loads with torch.load(weights_only=False) runs the pickled code inside it;
+    # refused unless this is true (trust the file's author as you would trust running their script)
+    weights_run_pickled_code: bool = False
 
 
 @dataclass

@@ -26,6 +26,7 @@ PACKAGES: dict[str, tuple[str, str | None]] = {
     "deepctr_torch": ("deepctr-torch", "models"),
     "polygraphy": ("polygraphy", "gpu"),
     "tensorrt": ("tensorrt", None),
+    "safetensors": ("safetensors", "cpu"),
 }
 _NO_MODULE = re.compile(r"No module named '([^']+)'")
 

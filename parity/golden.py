@@ -117,12 +117,17 @@ def create_command(
 
 
 def reference_manifest(num_samples: int, weights_sha256: str | None, input_batch_axes: dict[str, int],
-                       reference: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """The manifest fields a golden made by parity records (the store adds its files, arrays and hashes)."""
+                       reference: dict[str, Any], config: dict[str, Any],
+                       weights_file: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest fields a golden made by parity records (the store adds its files, arrays and hashes);
+    `weights_file`: the trained-weights file the model loaded (path, sha256, size_bytes), when it took one."""
     from parity.environment import environment, now
 
-    return {"num_samples": num_samples, "weights_sha256": weights_sha256, "input_batch_axes": input_batch_axes,
-            "reference": reference, "config": config, "environment": environment(), "created": now()}
+    manifest = {"num_samples": num_samples, "weights_sha256": weights_sha256, "input_batch_axes": input_batch_axes,
+                "reference": reference, "config": config, "environment": environment(), "created": now()}
+    if weights_file is not None:
+        manifest["weights_file"] = weights_file
+    return manifest
 
 
 def root_path(root: str, start_dir: Path) -> Path:

@@ -24,6 +24,7 @@ from parity.plan import JobContext, JobPlan, build_plan, report_settings
 from parity.report.formats import write_job
 from parity.report.model import BackendInfo, GoldenInfo, JobReport
 from parity.results import BenchReport, Candidate, jsonable
+from parity.weights import file_record
 
 log = logging.getLogger("parity")
 
@@ -43,7 +44,7 @@ def run_job(cfg: Any, context: JobContext, plan: JobPlan | None = None) -> JobRe
     context.output_dir.mkdir(parents=True, exist_ok=True)
     (context.output_dir / settings.filename).unlink(missing_ok=True)  # never leave a stale report behind
     try:
-        plan = plan or build_plan(cfg)
+        plan = plan or build_plan(cfg, context.start_dir)
         store = GoldenStore(root_path(plan.golden.root, context.start_dir), display_root=plan.golden.root,
                             command_overrides=list(context.command_overrides))
         if plan.makes_golden:
@@ -91,7 +92,8 @@ def make_golden(plan: JobPlan, store: GoldenStore, report: JobReport) -> None:
     manifest = reference_manifest(plan.inputs.num_samples, report.model.weights_sha256, dict(plan.input_axes),
                                   {"framework": framework.name, **framework.reference_info()},
                                   {"model": jsonable(dataclasses.asdict(plan.model)),
-                                   "inputs": jsonable(dataclasses.asdict(plan.inputs))})
+                                   "inputs": jsonable(dataclasses.asdict(plan.inputs))},
+                                  weights_file=report.model.weights_file)
     path = store.write(plan.model.name, plan.inputs.name, feeds, outputs, manifest, overwrite=plan.golden.overwrite)
     log.info("golden written: %s", path)
     report.golden = GoldenInfo.of(store.load(plan.model.name, plan.inputs.name), plan.inputs.name, store.root,
@@ -112,7 +114,7 @@ def verify(plan: JobPlan, store: GoldenStore, report: JobReport, work_dir: Path)
         report.checks += [checks.skipped(c, b, unavailable) for b in sizes for c in ("reference", "backend")]
         return None
     regenerate = store.command(plan.model.name, plan.inputs.name, overwrite=True)
-    checks.golden_fits(plan, golden, report.model.weights_sha256, regenerate, sizes)
+    checks.golden_fits(plan, golden, report.model.weights_sha256, regenerate, sizes, report.model.weights_file)
     conversion = build_conversion(plan, framework, plan.backend_sizes(sizes))
     report.describe(conversion)
     cache = ArtifactCache(plan, conversion, framework, model, golden.inputs, sizes, work_dir)
@@ -196,4 +198,5 @@ def _build(plan: JobPlan, framework: Any, report: JobReport) -> Any:
     log.info("building model %s (%s, seed %s)", plan.model.name, framework.name, plan.model.seed)
     model = framework.build(plan.model)
     report.model.weights_sha256 = framework.weights_sha256(model)
+    report.model.weights_file = file_record(plan.model.weights)
     return model

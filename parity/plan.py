@@ -9,6 +9,7 @@ it that it needs), never the raw config. The plan is frozen; the config dataclas
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -94,12 +95,16 @@ class JobPlan:
         return {s.name: list(s.shape) for s in self.model.inputs}
 
 
-def build_plan(cfg: Any) -> JobPlan:
-    """Validate the composed config and type it into a JobPlan; ConfigError (one line) for anything wrong."""
+def build_plan(cfg: Any, start_dir: Path | None = None) -> JobPlan:
+    """Validate the composed config and type it into a JobPlan; ConfigError (one line) for anything wrong.
+
+    Files the config names (model.weights, …) resolve against `start_dir` (default: the working directory, the
+    directory parity was started in) and are absolute in the plan."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"missing mandatory value(s): {', '.join(missing)}")
-    model = typed_node(ModelConfig, cfg.model, "model")
+    base = Path.cwd() if start_dir is None else start_dir
+    model = _with_files(typed_node(ModelConfig, cfg.model, "model"), base)
     inputs = typed_node(InputsConfig, cfg.inputs, "inputs")
     tolerance = typed_node(ToleranceConfig, cfg.tolerance, "tolerance")
     reference = typed_node(ReferenceToleranceConfig, cfg.reference_tolerance, "reference_tolerance")
@@ -156,6 +161,23 @@ def report_settings(cfg: Any) -> ReportConfig:
         return settings
     except ConfigError:
         return ReportConfig()
+
+
+def resolve_file(value: str, base: Path) -> str:
+    """A configured file path made absolute: `~` expanded, a relative one taken against `base`."""
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base / path)
+
+
+def _with_files(model: ModelConfig, base: Path) -> ModelConfig:
+    """The model config with its files resolved and checked (parity.weights)."""
+    if not model.weights:
+        return model
+    from parity.weights import check_file
+
+    model = dataclasses.replace(model, weights=resolve_file(model.weights, base))
+    check_file(model)
+    return model
 
 
 def _check_model(model: ModelConfig) -> None:

@@ -74,6 +74,10 @@ class KerasFramework(Framework):
             raise ConfigError(f"model '{model_cfg.name}': builder returned {type(model).__name__}, not a keras.Model")
         if model.dtype_policy.name != "float32":
             raise ConfigError(f"model '{model_cfg.name}': dtype policy {model.dtype_policy.name}, parity needs float32")
+        if model_cfg.weights:  # trained weights replace the seeded ones (parity.weights)
+            from parity.weights import load_keras
+
+            load_keras(model, model_cfg)
         return model
 
     def weights_sha256(self, model: Any) -> str:

@@ -70,6 +70,10 @@ def build_model(model_cfg: Any) -> torch.nn.Module:
         raise builder_error(model_cfg, exc) from exc
     if not isinstance(module, torch.nn.Module):
         raise ConfigError(f"model '{model_cfg.name}': builder returned {type(module).__name__}, not a torch.nn.Module")
+    if model_cfg.weights:  # trained weights replace the seeded ones (parity.weights)
+        from parity.weights import load_torch
+
+        load_torch(module, model_cfg)
     return module.float().eval()
 
 

@@ -40,6 +40,7 @@ class ModelInfo(Record):
     name: str | None
     framework: str | None
     weights_sha256: str | None = None
+    weights_file: dict[str, Any] | None = None  # the trained-weights file loaded: path, sha256, size_bytes
 
 
 @dataclass
