@@ -47,7 +47,24 @@ def hash_files(directory: Path) -> tuple[str, tuple[str, ...], int]:
     Returns (sha256, relative file names, total size in bytes).
     """
     files = sorted(p for p in directory.rglob("*") if p.is_file())
-    names = tuple(str(p.relative_to(directory)) for p in files)
+    return _hash(files, tuple(str(p.relative_to(directory)) for p in files))
+
+
+def onnx_files_sha256(path: Path) -> tuple[str, tuple[str, ...], int]:
+    """The identity of an ONNX file somebody else wrote: the SHA-256 of the file, or with external data, of every
+    file it reads (the model first, then each external-data file, names relative to its directory). External data
+    is resolved and checked in one place (parity.paths.external_data_files: never outside the model's directory).
+
+    Returns (sha256, relative file names, total size in bytes), as hash_files does.
+    """
+    from parity.paths import external_data_files
+
+    base = path.resolve().parent
+    files = [path.resolve(), *external_data_files(path)]
+    return _hash(files, tuple(str(p.relative_to(base)) for p in files))
+
+
+def _hash(files: list[Path], names: tuple[str, ...]) -> tuple[str, tuple[str, ...], int]:
     size = sum(p.stat().st_size for p in files)
     hashes = []
     for p in files:

@@ -60,8 +60,8 @@ def build_conversion(plan: JobPlan, framework: Framework, batch_sizes: Sequence[
                       f"'{backend.name}' runs the {framework.name} model itself")
         return Conversion(backend, None, transform, reason)
     exporter = plugins.build("exporter", plan.exporter)
-    if exporter.source != framework.name:
-        fitting = [c.Config.name for c in plugins.registered("exporter") if c.source == framework.name]
+    if not exporter.takes(framework.name):
+        fitting = [c.Config.name for c in plugins.registered("exporter") if c.takes(framework.name)]
         raise ConfigError(f"exporter '{exporter.name}' takes {exporter.source} models but model '{plan.model.name}' "
                           f"is a {framework.name} model (exporters for it: {', '.join(fitting) or 'none'})")
     if not transform.identity and transform.takes != exporter.produces:

@@ -38,6 +38,11 @@ class PluginConfig:
     def validate(self) -> None:
         """Checks a schema cannot express (allowed values, ranges); raise ConfigError with one line."""
 
+    def with_base_dir(self, base: Any) -> PluginConfig:
+        """This config with the files it names resolved against `base` (the directory parity was started in):
+        the plugin's own hook for configs that name files (the default: none). A changed copy, never self."""
+        return self
+
     def with_numerics(self, numerics: Any) -> PluginConfig:
         """This config with the numerics option's settings for this plugin applied: the plugin's own hook (the
         default: none apply). Return a changed copy (dataclasses.replace), never self changed."""
@@ -118,15 +123,18 @@ def plugin_class(group: str, target: str) -> type:
     return cls
 
 
-def typed_config(group: str, node: Any, numerics: Any = None) -> Any:
-    """A composed group node as an instance of its class's `Config`: every key known and of its type, the
-    numerics option applied through the config's own `with_numerics` hook, validated."""
+def typed_config(group: str, node: Any, numerics: Any = None, base_dir: Any = None) -> Any:
+    """A composed group node as an instance of its class's `Config`: every key known and of its type, its files
+    resolved against `base_dir` (`with_base_dir`), the numerics option applied through the config's own
+    `with_numerics` hook, validated."""
     from parity.config import typed_node
 
     target = node.get("_target_")
     if not target or target == MISSING:
         raise ConfigError(f"{group} '{node.get('name')}' names no class (_target_)")
     config = typed_node(plugin_class(group, target).Config, node, group)
+    if base_dir is not None:
+        config = config.with_base_dir(base_dir)
     if numerics is not None:
         config = config.with_numerics(numerics)
     config.validate()

@@ -92,7 +92,7 @@ def test_help_lists_groups_options_and_the_composed_config(cli) -> None:
         ("model: ", "backend: ", "exporter: ", "tolerance: ", "inputs: ", "transform: "))}
     assert {"centerpoint", "dcnv2", "mlp", "resnet18", "cifar10_vgg"} <= set(groups["model"])
     assert {"ort_cpu", "torch_cpu", "tf_cpu", "openvino_cpu"} <= set(groups["backend"])
-    assert groups["exporter"] == ["dynamo", "jit_trace", "keras_export", "tf2onnx", "torchscript"]
+    assert groups["exporter"] == ["dynamo", "jit_trace", "keras_export", "prebuilt", "tf2onnx", "torchscript"]
     assert {"default", "int8", "fp16"} <= set(groups["tolerance"])
     assert groups["transform"] == ["fp16", "int8_dynamic", "int8_static", "none"]
     assert "base_" not in proc.stdout.split("== Config (")[0]  # schemas are not options

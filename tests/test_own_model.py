@@ -186,3 +186,77 @@ def test_keras_weights_load_from_their_files(run_parity, tmp_path: Path, suffix:
     small.save_weights(str(other)) if suffix == ".weights.h5" else small.save(str(other))
     report, code = run_parity(["model=cifar10_vgg", "mode=golden", f"model.weights={other}"], tmp_path / "golden2")
     assert code == 2 and "does not load into model 'cifar10_vgg'" in report["error"]
+
+
+# -- exporter=prebuilt: an artifact the user already has ----------------------------------------------------------
+
+
+def users_onnx(path: Path, module: torch.nn.Module, input_name: str = "x", output_name: str = "logits") -> Path:
+    """An ONNX file exported by the user's own script (torch's legacy exporter, not parity's exporters)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(module, (torch.zeros(2, 16),), str(path), input_names=[input_name], output_names=[output_name],
+                      dynamic_axes={input_name: {0: "n"}, output_name: {0: "n"}}, opset_version=17, dynamo=False)
+    return path
+
+
+def test_a_prebuilt_artifact_runs_against_its_source_models_golden(run_parity, tmp_path: Path) -> None:
+    from parity.artifact import onnx_files_sha256
+
+    root = tmp_path / "golden"
+    assert run_parity([*MLP, "mode=golden"], root)[1] == 0
+    shipped = users_onnx(tmp_path / "ship" / "mlp.onnx", trained_mlp(0))
+    before = shipped.read_bytes()
+    report, code = run_parity([*MLP, "exporter=prebuilt", f"exporter.path={shipped}"], root)
+    assert code == 0, report.get("error")
+    assert [c["verdict"] for c in report["checks"]] == ["PASS", "PASS"]  # reference and backend
+    export = report["exports"][0]
+    assert export["exporter"] == "prebuilt" and export["path"] == str(shipped)
+    assert export["sha256"] == onnx_files_sha256(shipped)[0] and export["opset"] == 17
+    assert shipped.read_bytes() == before and sorted(p.name for p in shipped.parent.iterdir()) == ["mlp.onnx"]
+    # a file of other weights than the source model's: the backend check FAILs, the reference still PASSes
+    other = users_onnx(tmp_path / "other.onnx", trained_mlp(4))
+    report, code = run_parity([*MLP, "exporter=prebuilt", f"exporter.path={other}"], root)
+    assert code == 1 and [c["verdict"] for c in report["checks"]] == ["PASS", "FAIL"]
+
+
+def test_a_prebuilt_sha256_pin_refuses_another_file(run_parity, tmp_path: Path) -> None:
+    from parity.artifact import onnx_files_sha256
+
+    root = tmp_path / "golden"
+    assert run_parity([*MLP, "mode=golden"], root)[1] == 0
+    shipped = users_onnx(tmp_path / "mlp.onnx", trained_mlp(0))
+    pin = onnx_files_sha256(shipped)[0]
+    report, code = run_parity([*MLP, "exporter=prebuilt", f"exporter.path={shipped}", f"exporter.sha256={pin}"], root)
+    assert code == 0, report.get("error")
+    users_onnx(shipped, trained_mlp(4))  # replaced behind the pin's back
+    report, code = run_parity([*MLP, "exporter=prebuilt", f"exporter.path={shipped}", f"exporter.sha256={pin}"], root)
+    assert code == 2 and [c["verdict"] for c in report["checks"]] == ["PASS", "ERROR"]
+    assert "exporter.sha256 pins" in report["checks"][1]["message"]
+
+
+def test_a_prebuilt_file_with_other_input_names_says_how_to_fix_it(run_parity, tmp_path: Path) -> None:
+    root = tmp_path / "golden"
+    assert run_parity([*MLP, "mode=golden"], root)[1] == 0
+    shipped = users_onnx(tmp_path / "mlp.onnx", trained_mlp(0), input_name="input")
+    report, code = run_parity([*MLP, "exporter=prebuilt", f"exporter.path={shipped}"], root)
+    assert code == 2 and "['input'] differ from the declared inputs ['x']" in report["checks"][1]["message"]
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "needs exporter.path=<file.onnx>"),
+    (["exporter.path=nowhere.onnx"], "no such file"),
+    (["exporter.path=README.md", "exporter.sha256=abc"], "is not a SHA-256"),
+])
+def test_prebuilt_config_errors_are_one_line(cli, tmp_path: Path, args: list[str], message: str) -> None:
+    result = cli(*MLP, "exporter=prebuilt", *args)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_a_prebuilt_file_that_is_not_onnx_is_an_error(run_parity, tmp_path: Path) -> None:
+    root = tmp_path / "golden"
+    assert run_parity([*MLP, "mode=golden"], root)[1] == 0
+    bogus = tmp_path / "model.onnx"
+    bogus.write_bytes(b"\x00 not a protobuf \xff" * 10)
+    report, code = run_parity([*MLP, "exporter=prebuilt", f"exporter.path={bogus}"], root)
+    assert code == 2 and "is not an ONNX model" in report["checks"][1]["message"]

@@ -44,16 +44,11 @@ def derive_profile(input_shapes: Mapping[str, Sequence[Any]], batch_sizes: Seque
 
 
 def onnx_content_sha256(path: Path) -> str:
-    """SHA-256 over the .onnx file and every external-data file it references, in reference order (only files in
-    the model's own directory: parity.paths.external_data_files refuses any other location)."""
-    from parity.paths import external_data_files
+    """SHA-256 over the .onnx file and every external-data file it references (parity.artifact.onnx_files_sha256:
+    the one identity of an ONNX file, external data resolved and checked by parity.paths)."""
+    from parity.artifact import onnx_files_sha256
 
-    digest = hashlib.sha256(path.read_bytes())
-    base = path.resolve().parent
-    for target in external_data_files(path):
-        digest.update(str(target.relative_to(base)).encode())
-        digest.update(target.read_bytes())
-    return digest.hexdigest()
+    return onnx_files_sha256(path)[0]
 
 
 def engine_cache_key(onnx_sha256: str, settings: Mapping[str, Any]) -> str:

@@ -80,6 +80,19 @@ class Exporter(Plugin):
         """The settings this export ran with, for the record."""
         return {k: v for k, v in dataclasses.asdict(self.config).items() if k not in ("_target_", "name")}
 
+    @classmethod
+    def takes(cls, framework: str) -> bool:
+        """Whether this exporter takes models of `framework` (its `source`)."""
+        return cls.source == framework
+
+    def identity(self, path: Path, out_dir: Path) -> tuple[str, tuple[str, ...], int]:
+        """(sha256, file names, size in bytes) of what the export wrote: every file of `out_dir`."""
+        return hash_files(out_dir)
+
+    def refuse(self, path: Path, sha256: str) -> str | None:
+        """Why an artifact with this identity may not run (a pinned hash it does not have), or None."""
+        return None
+
     def requested_opset(self) -> int | None:
         """The opset the config asks for, when this exporter has one."""
         return getattr(self.config, "opset", None)
@@ -132,7 +145,10 @@ class Exporter(Plugin):
         if self.produces == "onnx":
             import onnx
 
-            proto = onnx.load(str(path), load_external_data=False)  # the graph only, read once for both checks
+            try:
+                proto = onnx.load(str(path), load_external_data=False)  # the graph only, read once for both checks
+            except Exception as exc:
+                return failed(f"{path.name} is not an ONNX model: {one_line(exc)}", path=str(path))
             mismatch = graph_inputs_mismatch(proto, list(example))
             if mismatch is not None:
                 return failed(mismatch, path=str(path))
@@ -144,7 +160,13 @@ class Exporter(Plugin):
                 return failed(f"{note}; exporter.allow_opset_fallback=true accepts that", path=str(path), opset=opset)
             log.warning("%s (allowed: exporter.allow_opset_fallback)", note)
             record_kwargs["warnings"] = (note, *record_kwargs["warnings"])
-        sha, files, size = hash_files(out_dir)
+        try:
+            sha, files, size = self.identity(path, out_dir)
+        except Exception as exc:  # e.g. external data outside the model's directory (parity.paths)
+            return failed(one_line(exc), path=str(path), opset=opset)
+        refused = self.refuse(path, sha)
+        if refused is not None:
+            return failed(refused, path=str(path), opset=opset, sha256=sha)
         structure = structure_sha256(path) if self.produces == "onnx" else None
         record = ExportRecord(ok=True, path=str(path), files=files, sha256=sha, size_bytes=size, opset=opset,
                               structure_sha256=structure, **record_kwargs)
