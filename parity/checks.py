@@ -115,7 +115,7 @@ def reference_outputs(plan: JobPlan, outputs: Mapping[str, np.ndarray], num_samp
     """What a golden may hold: finite values, and every batched output has num_samples along its batch axis."""
     for spec in plan.model.outputs:
         array = outputs[spec.name]
-        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array))) if array.dtype.kind in "fc" else 0
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array))) if inputs_mod.floating(array.dtype) else 0
         if bad:
             raise ModelError(f"reference output '{spec.name}' has {bad} NaN/Inf value(s); a golden must be finite")
         axis = spec.batch_axis

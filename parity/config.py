@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 from omegaconf import MISSING, OmegaConf
@@ -48,6 +49,7 @@ class Framework(str, Enum):
 
     torch = "torch"
     keras = "keras"  # Keras 3 on the TensorFlow backend (the `tf` extra)
+    onnx = "onnx"  # an ONNX file alone (model.path): inputs and outputs read from its graph
 
 
 @dataclass
@@ -82,14 +84,27 @@ class OutputSpec:
 
 @dataclass
 class ModelConfig:
-    """A model: a builder called under a fixed seed, and its declared inputs and outputs."""
+    """A model: a builder called under a fixed seed (or, `framework: onnx`, an ONNX file), and its declared inputs
+    and outputs."""
 
     name: str = MISSING
     framework: Framework = Framework.torch  # what the builder returns: torch.nn.Module, or keras.Model
     seed: int = 0
-    builder: dict[str, Any] = MISSING  # {_target_: dotted.path.to.builder, **kwargs} -> the model
-    inputs: list[InputSpec] = MISSING
-    outputs: list[OutputSpec] = MISSING
+    builder: dict[str, Any] = field(default_factory=dict)  # {_target_: dotted.path.to.builder, **kwargs} -> the model
+    # torch / keras: every input and output, declared. onnx: empty = read from the graph (names, element types,
+    # shapes; the first symbolic dimension is the batch axis), or declared in full to replace what the graph says
+    inputs: list[InputSpec] = field(default_factory=list)
+    outputs: list[OutputSpec] = field(default_factory=list)
+    # framework onnx: the .onnx file (relative: to the directory parity starts in); its SHA-256 with its external
+    # data is the model's identity in the golden (weights_sha256)
+    path: Optional[str] = None
+    # framework onnx, inputs / outputs read from the graph: name -> InputSpec / OutputSpec fields to set, e.g.
+    # input_overrides: {tokens: {shape: [batch, 128], distribution: randint, high: 30000}}
+    input_overrides: dict[str, Any] = field(default_factory=dict)
+    output_overrides: dict[str, Any] = field(default_factory=dict)
+    # framework onnx: the backend that makes its goldens and runs its reference check, as a backend config
+    # ({_target_: ..., name: ..., ...}); empty: ONNX Runtime CPU with every graph optimisation disabled
+    reference_backend: dict[str, Any] = field(default_factory=dict)
     # free-form values the rest of the model config interpolates, e.g. shape: [batch, 64, "${model.params.spatial}"]
     params: dict[str, Any] = field(default_factory=dict)
     # module paths (named_modules() names) whose outputs can be compared layer by layer, in forward order
@@ -253,6 +268,8 @@ def register_configs() -> None:
 
     if not OmegaConf.has_resolver("parity_run"):
         OmegaConf.register_new_resolver("parity_run", run_label)
+    if not OmegaConf.has_resolver("parity_stem"):
+        OmegaConf.register_new_resolver("parity_stem", file_stem)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=ParityConfig)
     cs.store(group="model", name="base_model", node=ModelConfig)
@@ -263,13 +280,23 @@ def register_configs() -> None:
     plugins.register_schemas(cs)
 
 
+def file_stem(path: Any) -> str:
+    """`${parity_stem:${.path}}`: a file's name without its suffix, safe as a directory name (a model's name)."""
+    from parity.paths import label
+
+    return label(Path(str(path)).name.split(".")[0] or "model", limit=100)
+
+
 def run_label(*, _root_: Any) -> str:
     """A run folder's name for what runs: `<model>-<exporter>[-<transform>]-<backend>`, or `<model>-<backend>` for
     a backend that runs the source model itself (nothing is exported). Each part made safe for a file name."""
     from parity.paths import label
 
     def pick(key: str, default: str = "") -> str:
-        return str(value_of(OmegaConf.select(_root_, key, default=default, throw_on_missing=False)))
+        try:
+            return str(value_of(OmegaConf.select(_root_, key, default=default, throw_on_missing=False)))
+        except OmegaConfBaseException:  # e.g. a name interpolating a missing model.path: the plan says so
+            return default
 
     model, backend = pick("model.name", "model"), pick("backend.name", "backend")
     exporter, transform = pick("exporter.name", "exporter"), pick("transform.name", "none")
@@ -277,7 +304,8 @@ def run_label(*, _root_: Any) -> str:
     try:
         from parity.plugins import plugin_class
 
-        eager = pick("model.framework", "torch") in plugin_class("backend", pick("backend._target_")).accepts
+        framework = pick("model.framework", "torch")
+        eager = framework != "onnx" and framework in plugin_class("backend", pick("backend._target_")).accepts
     except Exception:  # a broken backend config: the plan says so in one line; the folder still needs a name
         pass
     parts = [model, backend] if eager else [model, exporter, *([transform] if transform != "none" else []), backend]

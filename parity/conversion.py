@@ -54,7 +54,7 @@ def build_conversion(plan: JobPlan, framework: Framework, batch_sizes: Sequence[
     transform = plugins.build("transform", plan.transform)
     backend.expect(plan.input_shapes(), batch_sizes)
     reason = availability(backend)
-    if framework.name in backend.accepts:  # the backend runs the source model itself: nothing is exported
+    if framework.artifact_kind is None and framework.name in backend.accepts:  # runs the live model: no export
         if reason is None and not transform.identity:
             reason = (f"transform '{transform.name}' applies to {_kind(transform.takes)} artifacts; backend "
                       f"'{backend.name}' runs the {framework.name} model itself")
@@ -63,14 +63,14 @@ def build_conversion(plan: JobPlan, framework: Framework, batch_sizes: Sequence[
     if not exporter.takes(framework.name):
         fitting = [c.Config.name for c in plugins.registered("exporter") if c.takes(framework.name)]
         raise ConfigError(f"exporter '{exporter.name}' takes {exporter.source} models but model '{plan.model.name}' "
-                          f"is a {framework.name} model (exporters for it: {', '.join(fitting) or 'none'})")
+                          f"is {_a(framework.name)} model (exporters for it: {', '.join(fitting) or 'none'})")
     if not transform.identity and transform.takes != exporter.produces:
         raise ConfigError(f"transform '{transform.name}' takes {transform.takes} artifacts; exporter "
                           f"'{exporter.name}' produces {exporter.produces}")
     produced = exporter.produces if transform.identity else transform.produces
     if reason is None and produced not in backend.accepts:
         kinds = " and ".join(sorted(backend.accepts))
-        reason = (f"backend '{backend.name}' runs {kinds} models; model '{plan.model.name}' is a {framework.name} "
+        reason = (f"backend '{backend.name}' runs {kinds} models; model '{plan.model.name}' is {_a(framework.name)} "
                   f"model" if backend.accepts <= set(framework_names()) else
                   f"backend '{backend.name}' runs {kinds} artifacts; exporter '{exporter.name}' produces {produced}")
     for part, what in ((exporter, "exporter"), (transform, "transform")):
@@ -78,6 +78,11 @@ def build_conversion(plan: JobPlan, framework: Framework, batch_sizes: Sequence[
         if why is not None:
             reason = f"{what} '{part.name}' cannot run here: {why}"
     return Conversion(backend, exporter, transform, reason)
+
+
+def _a(word: str) -> str:
+    """`word` with its indefinite article ("a torch", "an onnx")."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 def _kind(kind: str) -> str:
@@ -135,8 +140,8 @@ class ArtifactCache:
         count = batch_size if key is not None else max(2, min(self._available(), max(self.sizes)))
         example = self._example(count)
         tag = f"{exporter.name}{'-probed' if probed else ''}{'' if key is None else f'-b{batch_size}'}"
-        log.info("exporting with %s%s%s", exporter.name, " (with probes)" if probed else "",
-                 "" if key is None else f" at batch {batch_size}")
+        log.info("%s%s%s", f"exporting with {exporter.name}" if exporter.writes else f"taking the file as it is "
+                 f"({exporter.name})", " (with probes)" if probed else "", "" if key is None else f" at batch {batch_size}")
         out_dir = self.work_dir / "artifacts" / tag
         output_axes = {**plan.output_axes, **{probe_output_name(p): 0 for p in probes}}
         artifact = exporter.export(model, {n: example[n] for n in plan.input_names}, dict(plan.input_axes), outputs,
@@ -156,8 +161,10 @@ class ArtifactCache:
         return inputs_mod.generate(self.plan.model.inputs, count, self.plan.inputs.seed + EXPORT_SEED_OFFSET)
 
     def _available(self) -> int:
-        name = next(iter(self.samples), None)
-        return int(self.samples[name].shape[self.plan.input_axes[name]]) if name is not None else 1
+        """How many samples the calibration set holds (1 for a model without a batch axis)."""
+        axes = self.plan.input_axes
+        name = next((n for n in self.samples if axes.get(n) is not None), None)
+        return int(self.samples[name].shape[axes[name]]) if name is not None else 1
 
 
 class Sessions:

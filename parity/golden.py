@@ -44,6 +44,7 @@ from parity.errors import (
     GoldenMissingError,
     one_line,
 )
+from parity.inputs import floating, numpy_dtype
 from parity.paths import check_segment, is_within, protected_roots, under_any
 
 FORMAT = "parity.golden/v1"
@@ -74,7 +75,7 @@ MANIFEST_SCHEMA = {  # what load() requires of a manifest before it trusts any f
         "input_set": {"type": "string"},
         "num_samples": {"type": "integer", "minimum": 1},
         "weights_sha256": {"type": ["string", "null"]},
-        "input_batch_axes": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+        "input_batch_axes": {"type": "object", "additionalProperties": {"type": ["integer", "null"], "minimum": 0}},
         "files": {"type": "object", "required": [INPUTS, OUTPUTS], "properties": {
             name: {"type": "object", "required": ["sha256"], "properties": {"sha256": _SHA}}
             for name in (INPUTS, OUTPUTS)}},
@@ -82,6 +83,19 @@ MANIFEST_SCHEMA = {  # what load() requires of a manifest before it trusts any f
         "outputs": _ARRAYS,
     },
 }
+
+
+def stored_form(array: np.ndarray) -> np.ndarray:
+    """An array as npz can hold it: bfloat16 (ml_dtypes, which npz would store as opaque bytes) as its uint16 bit
+    pattern; the manifest keeps the real dtype, and `loaded_form` restores it."""
+    return array.view(np.uint16) if array.dtype.name == "bfloat16" else array
+
+
+def loaded_form(array: np.ndarray, dtype: str) -> np.ndarray:
+    """An array read from npz with the dtype its manifest records (bfloat16 from its uint16 bit pattern)."""
+    if dtype == "bfloat16" and array.dtype == np.uint16:
+        return array.view(numpy_dtype("bfloat16"))
+    return array
 
 
 def sha256_file(path: Path) -> str:
@@ -233,16 +247,18 @@ class GoldenStore:
                 raise GoldenCorruptError(
                     f"{path / filename} holds {sorted(arrays[filename])}, manifest declares {sorted(declared)}")
             for name, info in declared.items():
-                array = arrays[filename][name]
+                array = arrays[filename][name] = loaded_form(arrays[filename][name], info["dtype"])
                 if str(array.dtype) != info["dtype"] or list(array.shape) != list(info["shape"]):
                     raise GoldenCorruptError(f"{path / filename}:{name} is {array.dtype}{list(array.shape)}, "
                                              f"manifest says {info['dtype']}{info['shape']}")
-                bad = int(array.size - np.count_nonzero(np.isfinite(array))) if array.dtype.kind in "fc" else 0
+                bad = int(array.size - np.count_nonzero(np.isfinite(array))) if floating(array.dtype) else 0
                 if bad:
                     raise GoldenCorruptError(f"{path / filename}:{name} holds {bad} NaN/Inf value(s); a golden "
                                              f"must be finite (regenerate it: {self.command(model, input_set, True)})")
         num = manifest["num_samples"]
         for name, axis in manifest.get("input_batch_axes", {}).items():
+            if axis is None:  # an input without a batch axis: a fixed shape, the same for every sample
+                continue
             array = arrays[INPUTS].get(name)
             if array is None or array.ndim <= axis or array.shape[axis] != num:
                 shape = None if array is None else list(array.shape)
@@ -334,7 +350,7 @@ def _write_generation(final: Path, model: str, input_set: str, inputs: dict[str,
         files = {}
         for filename, arrays, step in ((INPUTS, inputs, "staged-inputs"), (OUTPUTS, outputs, "staged-outputs")):
             buffer = io.BytesIO()
-            np.savez_compressed(buffer, **arrays)
+            np.savez_compressed(buffer, **{k: stored_form(v) for k, v in arrays.items()})
             _write_synced(staging / filename, buffer.getvalue())
             files[filename] = {"sha256": sha256_file(staging / filename), "size": (staging / filename).stat().st_size}
             _crash_point(step)

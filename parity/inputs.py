@@ -9,14 +9,38 @@ import numpy as np
 from parity.config import BATCH, Distribution
 
 
+# every element type an input or output may have: what numpy holds, and bfloat16 through ml_dtypes
+DTYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
+                    "float32", "float64", "bfloat16"})
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """The numpy dtype called `name` (bfloat16: ml_dtypes', which onnx already depends on)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def contiguous(array: np.ndarray) -> np.ndarray:
+    """`array` C-contiguous, its shape kept (np.ascontiguousarray turns a 0-d scalar into shape (1,))."""
+    return np.require(array, requirements="C")
+
+
+def floating(dtype: np.dtype) -> bool:
+    """Whether values of `dtype` can be NaN or Inf (float16/32/64, complex, bfloat16)."""
+    return dtype.kind in "fc" or dtype.name == "bfloat16"
+
+
 def concrete_shape(shape: list[Any], batch: int) -> tuple[int, ...]:
-    """The declared shape with its batch symbol replaced by `batch`."""
+    """The declared shape with its batch symbol replaced by `batch` (a shape without one is fixed)."""
     return tuple(batch if dim == BATCH else int(dim) for dim in shape)
 
 
-def batch_axis(shape: list[Any]) -> int:
-    """Position of the batch symbol in a declared shape."""
-    return list(shape).index(BATCH)
+def batch_axis(shape: list[Any]) -> int | None:
+    """Position of the batch symbol in a declared shape; None for an input without a batch axis."""
+    return list(shape).index(BATCH) if BATCH in list(shape) else None
 
 
 def generate(inputs_spec: list[Any], num_samples: int, seed: int) -> dict[str, np.ndarray]:
@@ -38,7 +62,8 @@ def generate(inputs_spec: list[Any], num_samples: int, seed: int) -> dict[str, n
         elif dist is Distribution.randint:
             values = rng.integers(int(spec.low), int(spec.high), size=shape)
         elif dist is Distribution.sparse:
-            axis = batch_axis(spec.shape) + 1
+            first = batch_axis(spec.shape)
+            axis = 0 if first is None else first + 1  # the first axis after the batch one (no batch: axis 0)
             cells = list(shape)
             if axis < len(cells):
                 cells[axis] = 1  # one mask value per cell, shared by its channels
@@ -47,29 +72,24 @@ def generate(inputs_spec: list[Any], num_samples: int, seed: int) -> dict[str, n
         else:  # image: channel axis right after the batch axis (NCHW) unless channel_axis says otherwise
             pixels = rng.integers(0, 256, size=shape).astype(np.float32) / np.float32(255.0)
             channel_axis = getattr(spec, "channel_axis", None)
-            axis = batch_axis(spec.shape) + 1 if channel_axis is None else int(channel_axis) % len(shape)
+            first = batch_axis(spec.shape)
+            axis = (0 if first is None else first + 1) if channel_axis is None else int(channel_axis) % len(shape)
             bshape = [1] * len(shape)
             bshape[axis] = shape[axis]
             mean = np.asarray(spec.channel_mean, dtype=np.float32).reshape(bshape)
             std = np.asarray(spec.channel_std, dtype=np.float32).reshape(bshape)
             values = (pixels - mean) / std
-        arrays[spec.name] = np.ascontiguousarray(values.astype(np.dtype(spec.dtype)))
+        if spec.dtype == "bool":
+            values = values != 0
+        arrays[spec.name] = contiguous(np.asarray(values).astype(numpy_dtype(spec.dtype)))
     return arrays
 
 
 def take(arrays: dict[str, np.ndarray], axes: dict[str, int | None], count: int) -> dict[str, np.ndarray]:
-    """The first `count` samples of every array along its batch axis (arrays with axis None: unchanged)."""
-    return {
-        name: a if axes.get(name, 0) is None else np.ascontiguousarray(np.take(a, np.arange(count), axis=axes[name]))
-        for name, a in arrays.items()
-    }
-
-
-def repeat_to(arrays: dict[str, np.ndarray], axes: dict[str, int], count: int) -> dict[str, np.ndarray]:
-    """Tile samples along the batch axis up to `count` (an export example must not have batch 1)."""
+    """The first `count` samples of every array along its batch axis (axis 0 unless `axes` says; None:
+    unchanged)."""
     out = {}
     for name, a in arrays.items():
-        n = a.shape[axes[name]]
-        index = np.arange(count) % n
-        out[name] = np.ascontiguousarray(np.take(a, index, axis=axes[name]))
+        axis = axes.get(name, 0)
+        out[name] = a if axis is None else contiguous(np.take(a, np.arange(count), axis=axis))
     return out

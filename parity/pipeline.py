@@ -90,7 +90,7 @@ def make_golden(plan: JobPlan, store: GoldenStore, report: JobReport) -> None:
     outputs = framework.run(model, feeds, plan.input_names, plan.output_names)
     checks.reference_outputs(plan, outputs, plan.inputs.num_samples)
     manifest = reference_manifest(plan.inputs.num_samples, report.model.weights_sha256, dict(plan.input_axes),
-                                  {"framework": framework.name, **framework.reference_info()},
+                                  {"framework": framework.name, **framework.reference_details(model)},
                                   {"model": jsonable(dataclasses.asdict(plan.model)),
                                    "inputs": jsonable(dataclasses.asdict(plan.inputs))},
                                   weights_file=report.model.weights_file)

@@ -37,10 +37,9 @@ from parity.config import (
     value_of,
 )
 from parity.errors import ConfigError
-from parity.inputs import batch_axis
+from parity.inputs import DTYPES, batch_axis
 from parity.paths import check_segment
 
-_DTYPES = {"float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"}  # what npz can hold
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class JobPlan:
     bench_batch_sizes: tuple[int, ...]
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
-    input_axes: Mapping[str, int]  # batch axis of every input
+    input_axes: Mapping[str, int | None]  # batch axis of every input (None: a fixed shape, no batch axis)
     output_axes: Mapping[str, int | None]  # batch axis of every output (None: not batched)
     localize: bool
     checks: ChecksConfig
@@ -119,6 +118,7 @@ def build_plan(cfg: Any, start_dir: Path | None = None) -> JobPlan:
     if not str(golden.root).strip():
         raise ConfigError("golden.root is empty; give the directory that holds the goldens (default: golden)")
     _check_model(model)
+    inputs = _unbatched(model, inputs, bench)
     per_output = _per_output(tolerance, model)
     _check_numbers(tolerance, reference, checks, bench, inputs, per_output)
     if checks.probes and framework != "torch":
@@ -133,7 +133,7 @@ def build_plan(cfg: Any, start_dir: Path | None = None) -> JobPlan:
         model=model,
         framework=framework,
         inputs=inputs,
-        exporter=plugins.typed_config("exporter", cfg.exporter, numerics, base),
+        exporter=_exporter(cfg, model, numerics, base),
         backend=plugins.typed_config("backend", cfg.backend, numerics, base),
         transform=plugins.typed_config("transform", cfg.transform, numerics, base),
         numerics=numerics,
@@ -170,31 +170,78 @@ def resolve_file(value: str, base: Path) -> str:
 
 
 def _with_files(model: ModelConfig, base: Path) -> ModelConfig:
-    """The model config with its files resolved and checked (parity.weights)."""
-    if not model.weights:
-        return model
-    from parity.weights import check_file
+    """The model config with its files resolved and checked (parity.weights), and an ONNX model's inputs and
+    outputs read from its graph (parity.frameworks.onnx)."""
+    if model.weights:
+        from parity.weights import check_file
 
-    model = dataclasses.replace(model, weights=resolve_file(model.weights, base))
-    check_file(model)
-    return model
+        model = dataclasses.replace(model, weights=resolve_file(model.weights, base))
+        check_file(model)
+    if value_of(model.framework) != "onnx":
+        if model.path:
+            raise ConfigError(f"model.path is for ONNX models (framework: onnx); model '{model.name}' is "
+                              f"{value_of(model.framework)}: its builder makes it (model.weights loads trained weights)")
+        return model
+    if not model.path:
+        raise ConfigError(f"model '{model.name}' (framework: onnx) needs model.path=<file.onnx>")
+    if model.builder or model.weights:
+        raise ConfigError(f"model '{model.name}' is an ONNX file: model.builder and model.weights do not apply")
+    model = dataclasses.replace(model, path=resolve_file(model.path, base))
+    if not Path(model.path).is_file():
+        raise ConfigError(f"model.path: no such file {model.path}")
+    try:
+        import onnx  # noqa: F401
+    except ImportError:  # the job reports the SKIP naming the install; the declared inputs stand as they are
+        return model
+    from parity.frameworks.onnx import declared_io, reference_config
+
+    reference_config(model)  # a bad model.reference_backend is a config error here, before any work
+    return declared_io(model)
+
+
+def _exporter(cfg: Any, model: ModelConfig, numerics: NumericsConfig, base: Path) -> Any:
+    """The exporter's typed config. An ONNX model runs through exporter=prebuilt on its own file unless
+    exporter.path names another one (a converted copy checked against the original's goldens)."""
+    node = cfg.exporter
+    if value_of(model.framework) == "onnx" and model.path:
+        from parity.exporters.prebuilt import PrebuiltExporter
+
+        target = node.get("_target_")
+        if target and issubclass(plugins.plugin_class("exporter", target), PrebuiltExporter) and \
+                not node.get("path"):
+            node = OmegaConf.merge(node, {"path": model.path})
+    return plugins.typed_config("exporter", node, numerics, base)
+
+
+def _unbatched(model: ModelConfig, inputs: InputsConfig, bench: BenchConfig) -> InputsConfig:
+    """The input set of a model none of whose inputs has a batch axis: one sample, one batch."""
+    if any(BATCH in list(s.shape) for s in model.inputs):
+        return inputs
+    for where, sizes in (("inputs.batch_sizes", inputs.batch_sizes), ("bench.batch_sizes", bench.batch_sizes)):
+        if sizes and list(sizes) != [1]:
+            raise ConfigError(f"{where}={list(sizes)}: no input of model '{model.name}' has a batch axis (its "
+                              f"shapes are fixed), so it runs one sample at a time; leave {where} unset")
+    return dataclasses.replace(inputs, num_samples=1, batch_sizes=None)
 
 
 def _check_model(model: ModelConfig) -> None:
-    if "_target_" not in model.builder:
+    if value_of(model.framework) != "onnx" and "_target_" not in model.builder:
         raise ConfigError(f"model.builder needs a _target_ (model '{model.name}')")
     names = [i.name for i in model.inputs]
+    if not names:
+        raise ConfigError(f"model.inputs is empty; declare the inputs of model '{model.name}' (name, shape, dtype)")
     if len(set(names)) != len(names):
         raise ConfigError(f"model.inputs has duplicate names: {names}")
     for spec in model.inputs:
         shape = list(spec.shape)
-        if shape.count(BATCH) != 1:
-            raise ConfigError(f"input '{spec.name}': shape {shape} must contain '{BATCH}' exactly once")
+        if shape.count(BATCH) > 1:
+            raise ConfigError(f"input '{spec.name}': shape {shape} may contain '{BATCH}' once at most (none: a "
+                              f"fixed shape without a batch axis)")
         for dim in shape:
-            if dim != BATCH and not (isinstance(dim, int) and dim > 0):
+            if dim != BATCH and not (isinstance(dim, int) and not isinstance(dim, bool) and dim > 0):
                 raise ConfigError(f"input '{spec.name}': shape {shape} has a bad dimension {dim!r}")
-        if spec.dtype not in _DTYPES:
-            raise ConfigError(f"input '{spec.name}': unknown dtype '{spec.dtype}' (one of {sorted(_DTYPES)})")
+        if spec.dtype not in DTYPES:
+            raise ConfigError(f"input '{spec.name}': unknown dtype '{spec.dtype}' (one of {sorted(DTYPES)})")
     outs = [o.name for o in model.outputs]
     if not outs or len(set(outs)) != len(outs):
         raise ConfigError(f"model.outputs must be non-empty with unique names: {outs}")

@@ -177,7 +177,10 @@ CASES = [
     Case("batch-above-samples", ("inputs.batch_sizes=[5]",), "batch size 5 exceeds the 4 samples"),
     Case("zero-samples", ("mode=golden", "inputs.num_samples=0"), "inputs.num_samples must be >= 1"),
     Case("text-samples", ("inputs.num_samples=abc",), "inputs.num_samples"),
-    Case("no-batch-axis", ("model.inputs.0.shape=[16]",), "must contain 'batch' exactly once"),
+    Case("two-batch-axes", ("model.inputs.0.shape=[batch,batch]",), "may contain 'batch' once at most"),
+    # a fixed-shape input is allowed; an output still declared batched then does not hold the one sample
+    Case("unbatched-input-batched-output", ("mode=golden", "golden.overwrite=true", "model.inputs.0.shape=[16]"),
+         "output 'logits' has shape [8]: axis 0 is not the batch of 1", config_error=False),
     Case("bad-input-dtype", ("model.inputs.0.dtype=complex",), "unknown dtype 'complex'"),
     Case("no-outputs", ("model.outputs=[]",), "model.outputs must be non-empty"),
     # -- reports ------------------------------------------------------------------------------------------

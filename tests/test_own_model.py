@@ -7,14 +7,19 @@ graphs built with onnx.helper (never by parity's exporters), Keras weight files 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
+import ml_dtypes
+import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import TensorProto, helper, numpy_helper
 
 from parity.frameworks.torch import weights_sha256
 from parity.models.mlp import mlp
-from tests.extras import needs_tf
+from tests.extras import needs_openvino, needs_tf, openvino_reason
 
 MLP = ["model=mlp", "inputs.num_samples=4"]
 
@@ -260,3 +265,255 @@ def test_a_prebuilt_file_that_is_not_onnx_is_an_error(run_parity, tmp_path: Path
     bogus.write_bytes(b"\x00 not a protobuf \xff" * 10)
     report, code = run_parity([*MLP, "exporter=prebuilt", f"exporter.path={bogus}"], root)
     assert code == 2 and "is not an ONNX model" in report["checks"][1]["message"]
+
+
+# -- ONNX-only models: framework onnx, inputs read from the graph ------------------------------------------------
+
+ONNX_OPSET = [helper.make_opsetid("", 17)]
+
+
+def save_graph(path: Path, nodes: list, inputs: list, outputs: list, initializers: list = ()) -> Path:
+    """An ONNX file the test writes itself with onnx.helper (parity's exporters play no part)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    graph = helper.make_graph(nodes, "users_model", inputs, outputs, list(initializers))
+    onnx.save(helper.make_model(graph, opset_imports=ONNX_OPSET), str(path))
+    return path
+
+
+def dense_relu(path: Path, seed: int = 0, batch: str | int = "N") -> Path:
+    """y = relu(x @ w + b) and s = sum(x) per sample: a batched input, a fixed weight, two outputs."""
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array(rng.normal(size=(6, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.normal(size=(3,)).astype(np.float32), "b")
+    axes = numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")
+    return save_graph(path, [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["z"]),
+                             helper.make_node("Relu", ["z"], ["y"]),
+                             helper.make_node("ReduceSum", ["x", "axes"], ["s"], keepdims=0)],
+                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 6])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3]),
+                       helper.make_tensor_value_info("s", TensorProto.FLOAT, [batch])], [w, b, axes])
+
+
+def onnx_model(path: Path, *extra: str) -> list[str]:
+    return ["model=onnx", f"model.path={path}", *extra]
+
+
+def test_an_onnx_file_alone_is_verified_with_its_inputs_read_from_the_graph(run_parity, tmp_path: Path) -> None:
+    from parity.artifact import onnx_files_sha256
+    from parity.plan import build_plan
+    from tests.conftest import compose_cfg
+
+    path = dense_relu(tmp_path / "users" / "dense.onnx")
+    plan = build_plan(compose_cfg(onnx_model(path)))
+    assert plan.model.name == "dense" and plan.framework == "onnx" and plan.exporter.path == str(path)
+    [x] = plan.model.inputs
+    assert (x.name, list(x.shape), x.dtype, x.distribution.value) == ("x", ["batch", 6], "float32", "normal")
+    assert [(o.name, o.batch_axis) for o in plan.model.outputs] == [("y", 0), ("s", 0)]
+    root = tmp_path / "golden"
+    made, code = run_parity(onnx_model(path, "mode=golden"), root)
+    assert code == 0, made.get("error")
+    manifest = json.loads((root / "dense" / "default" / "manifest.json").read_text())
+    assert manifest["weights_sha256"] == onnx_files_sha256(path)[0]
+    assert manifest["reference"]["reference_backend"]["graph_optimization_level"] == "disable_all"
+    assert manifest["reference"]["runtime"]["providers_active"] == ["CPUExecutionProvider"]
+    checked, code = run_parity(onnx_model(path), root)
+    assert code == 0, checked.get("error")
+    assert [(c["check"], c["verdict"]) for c in checked["checks"]] == [("reference", "PASS"), ("backend", "PASS")]
+    assert checked["exports"][0]["exporter"] == "prebuilt" and checked["exports"][0]["path"] == str(path)
+
+
+@needs_openvino
+def test_an_onnx_file_alone_runs_on_openvino(run_parity, tmp_path: Path) -> None:
+    path = dense_relu(tmp_path / "dense.onnx")
+    root = tmp_path / "golden"
+    assert run_parity(onnx_model(path, "mode=golden"), root)[1] == 0
+    report, code = run_parity(onnx_model(path, "backend=openvino_cpu", "numerics=strict"), root)
+    assert code == 0, report.get("error")
+    assert report["backend"]["runtime"]["framework"] == "openvino"
+    assert report["checks"][1]["verdict"] == "PASS"
+
+
+def test_a_changed_onnx_file_makes_its_golden_stale(run_parity, tmp_path: Path) -> None:
+    path = dense_relu(tmp_path / "dense.onnx")
+    root = tmp_path / "golden"
+    assert run_parity(onnx_model(path, "mode=golden"), root)[1] == 0
+    dense_relu(path, seed=1)
+    report, code = run_parity(onnx_model(path), root)
+    assert code == 2 and "golden is stale: weights changed" in report["error"]
+    assert f"model.path={path}" in report["error"] and "golden.overwrite=true" in report["error"]
+
+
+def test_a_converted_copy_is_checked_against_the_originals_golden(run_parity, tmp_path: Path) -> None:
+    original = dense_relu(tmp_path / "dense.onnx")
+    root = tmp_path / "golden"
+    assert run_parity(onnx_model(original, "mode=golden"), root)[1] == 0
+    same = dense_relu(tmp_path / "copy" / "dense.onnx")
+    other = dense_relu(tmp_path / "other" / "dense.onnx", seed=2)
+    report, code = run_parity(onnx_model(original, f"exporter.path={same}"), root)
+    assert code == 0 and report["exports"][0]["path"] == str(same)
+    report, code = run_parity(onnx_model(original, f"exporter.path={other}"), root)
+    assert code == 1 and [c["verdict"] for c in report["checks"]] == ["PASS", "FAIL"]
+
+
+def test_an_onnx_only_model_sweeps_over_backends(cli, tmp_path: Path) -> None:
+    path = dense_relu(tmp_path / "dense.onnx")
+    root = tmp_path / "golden"
+    assert cli(*onnx_model(path, "mode=golden", f"golden.root={root}")).returncode == 0
+    backends = "ort_cpu,torch_cpu" + (",openvino_cpu" if openvino_reason() is None else "")
+    result = cli("-m", *onnx_model(path, f"golden.root={root}", f"backend={backends}", "numerics=strict"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    sweep = json.loads((tmp_path / "sweep" / "sweep_report.json").read_text())
+    verdicts = {}
+    for job in sweep["jobs"]:
+        report = json.loads(Path(job["report"]).read_text())
+        verdicts[report["backend"]["name"]] = report["verdict"]
+    assert verdicts.pop("ort_cpu") == "PASS" and verdicts.pop("torch_cpu") == "SKIP"
+    assert set(verdicts.values()) <= {"PASS"}  # openvino_cpu, where installed
+    assert sweep["pairwise"] and {"golden", "prebuilt×ort_cpu"} <= set(sweep["pairwise"][0]["labels"])
+
+
+def test_localize_transforms_and_bench_work_on_an_onnx_only_model(run_parity, tmp_path: Path) -> None:
+    path = dense_relu(tmp_path / "dense.onnx")
+    root = tmp_path / "golden"
+    assert run_parity(onnx_model(path, "mode=golden"), root)[1] == 0
+    report, code = run_parity(onnx_model(path, "localize=all", "transform=fp16", "mode=verify+bench",
+                                         "bench.runs=3", "bench.min_seconds=0", "bench.warmup_runs=0",
+                                         "bench.plot=false"), root)
+    assert code == 0, report.get("error")
+    assert report["localization"]["tensors_compared"] >= 4 and report["localization"]["first_divergent"] is None
+    assert report["exports"][0]["transform"]["name"] == "fp16"
+    assert report["bench"]["results"][0]["artifact_sha256"] == report["exports"][0]["transform"]["sha256"]
+
+
+def test_external_data_escaping_the_models_directory_is_refused(run_parity, tmp_path: Path) -> None:
+    from tests.test_hardening import _model_with_external
+
+    path = _model_with_external(tmp_path, "../secret.bin")
+    report, code = run_parity(onnx_model(path, "mode=golden"), tmp_path / "golden")
+    assert code == 2 and "outside the model's directory" in report["error"]
+    assert not (tmp_path / "golden").exists()
+    (tmp_path / "ok").mkdir()
+    beside = _model_with_external(tmp_path / "ok", "weights.bin")
+    report, code = run_parity(onnx_model(beside, "mode=golden"), tmp_path / "golden")
+    assert code == 0, report.get("error")
+    (beside.parent / "weights.bin").write_bytes(np.full((2, 2), 2.0, dtype=np.float32).tobytes())
+    report, code = run_parity(onnx_model(beside), tmp_path / "golden")
+    assert code == 2 and "weights changed" in report["error"]  # the external data is part of the identity
+
+
+def test_inputs_with_fixed_shapes_and_scalars_need_no_batch_axis(run_parity, tmp_path: Path) -> None:
+    path = save_graph(tmp_path / "scaled.onnx",
+                      [helper.make_node("Mul", ["x", "scale"], ["xs"]), helper.make_node("Add", ["xs", "bias"], ["y"])],
+                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch_size", 3]),
+                       helper.make_tensor_value_info("scale", TensorProto.FLOAT, []),
+                       helper.make_tensor_value_info("bias", TensorProto.FLOAT, [3])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch_size", 3])])
+    root = tmp_path / "golden"
+    made, code = run_parity(onnx_model(path, "mode=golden", "inputs.batch_sizes=[1,3]"), root)
+    assert code == 0, made.get("error")
+    report, code = run_parity(onnx_model(path, "inputs.batch_sizes=[1,3]"), root)
+    assert code == 0, report.get("error")
+    assert [c["batch_size"] for c in report["checks"]] == [1, 1, 3, 3]
+    with np.load(root / "scaled" / "default" / "inputs.npz") as golden:
+        assert golden["scale"].shape == () and golden["bias"].shape == (3,) and golden["x"].shape == (4, 3)
+    fixed = save_graph(tmp_path / "fixed.onnx", [helper.make_node("Neg", ["x"], ["y"])],
+                       [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+    made, code = run_parity(onnx_model(fixed, "mode=golden"), root)
+    assert code == 0 and made["golden"]["num_samples"] == 1, made.get("error")
+    report, code = run_parity(onnx_model(fixed), root)
+    assert code == 0 and [c["batch_size"] for c in report["checks"]] == [1, 1]
+    report, code = run_parity(onnx_model(fixed, "inputs.batch_sizes=[2]"), root)
+    assert code == 2 and "has a batch axis" in report["error"]
+
+
+TYPES = [TensorProto.BOOL, TensorProto.INT8, TensorProto.INT16, TensorProto.INT32, TensorProto.INT64,
+         TensorProto.UINT8, TensorProto.UINT16, TensorProto.UINT32, TensorProto.UINT64, TensorProto.FLOAT16,
+         TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.BFLOAT16]
+
+
+@pytest.mark.parametrize("elem", TYPES, ids=[TensorProto.DataType.Name(t).lower() for t in TYPES])
+def test_every_element_type_numpy_holds_is_generated_stored_and_compared(run_parity, tmp_path: Path,
+                                                                        elem: int) -> None:
+    """y = Identity(x) and n = Shape(x) for each element type: the golden stores the type, the backends run it or
+    name it as the type they cannot take."""
+    path = save_graph(tmp_path / "typed.onnx",
+                      [helper.make_node("Identity", ["x"], ["y"]), helper.make_node("Shape", ["x"], ["n"])],
+                      [helper.make_tensor_value_info("x", elem, ["N", 5])],
+                      [helper.make_tensor_value_info("y", elem, ["N", 5]),
+                       helper.make_tensor_value_info("n", TensorProto.INT64, [2])])
+    name = "bfloat16" if elem == TensorProto.BFLOAT16 else np.dtype(helper.tensor_dtype_to_np_dtype(elem)).name
+    root = tmp_path / "golden"
+    made, code = run_parity(onnx_model(path, "mode=golden"), root)
+    if name == "bfloat16":  # ONNX Runtime takes bfloat16 inputs but its Python API returns no bfloat16 outputs
+        assert code == 2 and "cannot return bfloat16 outputs (y)" in made["error"]
+        return
+    assert code == 0, made.get("error")
+    manifest = json.loads((root / "typed" / "default" / "manifest.json").read_text())
+    assert manifest["inputs"]["x"]["dtype"] == name and manifest["outputs"]["y"]["dtype"] == name
+    with np.load(root / "typed" / "default" / "inputs.npz") as golden:
+        values = golden["x"]
+    assert values.dtype.name == name and len(np.unique(values)) > 1  # drawn values, not one constant
+    report, code = run_parity(onnx_model(path), root)
+    assert code == 0 and report["checks"][1]["verdict"] == "PASS", report.get("error")
+    assert report["checks"][1]["outputs"][0]["candidate_dtype"] == name
+
+
+def test_bfloat16_inputs_reach_onnx_runtime_and_other_backends_name_the_type(run_parity, tmp_path: Path) -> None:
+    path = save_graph(tmp_path / "bf16.onnx", [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT)],
+                      [helper.make_tensor_value_info("x", TensorProto.BFLOAT16, ["N", 4])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    root = tmp_path / "golden"
+    made, code = run_parity(onnx_model(path, "mode=golden"), root)
+    assert code == 0, made.get("error")
+    with np.load(root / "bf16" / "default" / "inputs.npz") as golden:
+        bits = golden["x"]
+    assert bits.dtype == np.uint16  # the bit pattern; the manifest says bfloat16
+    golden_outputs = np.load(root / "bf16" / "default" / "outputs.npz")["y"]
+    assert np.array_equal(golden_outputs, bits.view(ml_dtypes.bfloat16).astype(np.float32))
+    report, code = run_parity(onnx_model(path), root)
+    assert code == 0, report.get("error")
+    if openvino_reason() is None:
+        report, code = run_parity(onnx_model(path, "backend=openvino_cpu"), root)
+        assert code == 2 and "cannot take bfloat16 inputs (x)" in report["checks"][1]["message"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["+model.input_overrides.nope.high=3"], "not inputs of two_dims.onnx"),
+    ([], "has 2 symbolic dimensions ['N', 'T']"),
+    (["+model.builder._target_=x.y"], "model.builder and model.weights do not apply"),
+])
+def test_onnx_graph_problems_are_one_config_line(cli, tmp_path: Path, overrides: list[str], message: str) -> None:
+    path = save_graph(tmp_path / "two_dims.onnx", [helper.make_node("Identity", ["x"], ["y"])],
+                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T"])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "T"])])
+    result = cli(*onnx_model(path, *overrides))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_overrides_declare_what_the_graph_leaves_open(run_parity, tmp_path: Path) -> None:
+    path = save_graph(tmp_path / "tokens.onnx",
+                      [helper.make_node("Gather", ["table", "ids"], ["emb"])],
+                      [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", "T"])],
+                      [helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["N", "T", 2])],
+                      [numpy_helper.from_array(np.arange(40, dtype=np.float32).reshape(20, 2), "table")])
+    extra = ["+model.input_overrides.ids.shape=[batch,7]", "+model.input_overrides.ids.high=20"]
+    made, code = run_parity(onnx_model(path, "mode=golden", *extra), tmp_path / "golden")
+    assert code == 0, made.get("error")
+    with np.load(tmp_path / "golden" / "tokens" / "default" / "inputs.npz") as golden:
+        ids = golden["ids"]
+    assert ids.shape == (4, 7) and ids.min() >= 0 and ids.max() < 20 and ids.max() >= 10  # beyond the default high
+    assert run_parity(onnx_model(path, *extra), tmp_path / "golden")[1] == 0
+
+
+def test_the_reference_backend_can_be_declared(run_parity, tmp_path: Path) -> None:
+    path = dense_relu(tmp_path / "dense.onnx")
+    root = tmp_path / "golden"
+    ref = ["+model.reference_backend={_target_: parity.backends.onnxruntime.OrtBackend, name: my_ref, "
+           "graph_optimization_level: basic}"]
+    made, code = run_parity(onnx_model(path, "mode=golden", *ref), root)
+    assert code == 0, made.get("error")
+    manifest = json.loads((root / "dense" / "default" / "manifest.json").read_text())
+    assert manifest["reference"]["reference_backend"]["name"] == "my_ref"
+    assert manifest["reference"]["runtime"]["graph_optimization_level"] == "basic"

@@ -20,6 +20,7 @@ import numpy as np
 from parity.artifact import Artifact
 from parity.errors import BackendError, ParityError, one_line
 from parity.plugins import Plugin, PluginConfig
+from parity.inputs import contiguous
 
 
 @dataclass
@@ -39,6 +40,12 @@ class Session:
         """One inference; outputs by the artifact's output names."""
         if self.closed:
             raise BackendError(f"backend '{self.backend.name}': session used after its prepare() block ended")
+        taken = self.backend.dtypes
+        refused = {name: a.dtype.name for name, a in feeds.items() if taken is not None and a.dtype.name not in taken}
+        if refused:
+            kinds = ", ".join(sorted(set(refused.values())))
+            raise BackendError(f"backend '{self.backend.name}' cannot take {kinds} inputs ({', '.join(refused)}); "
+                               f"it takes {', '.join(sorted(taken))}")
         try:
             outputs = self._infer(feeds)
         except ParityError:
@@ -51,7 +58,7 @@ class Session:
         """For benchmarks: a zero-argument callable running one inference on `feeds` and returning its latency
         in seconds, and what that interval covers. Inputs are prepared here, outside the timed region;
         device backends synchronise before reading the clock."""
-        prepared = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
+        prepared = {k: contiguous(v) for k, v in feeds.items()}
 
         def run() -> float:
             start = time.perf_counter()
@@ -82,6 +89,9 @@ class Backend(Plugin):
     group = "backend"
     Config: ClassVar[type[BackendConfig]] = BackendConfig
     accepts: ClassVar[frozenset[str]] = frozenset({"onnx"})
+    # the input element types it takes (numpy names, parity.inputs.DTYPES); None: every one. Another is an ERROR
+    # naming it, never a value converted on the way in
+    dtypes: ClassVar[frozenset[str] | None] = None
     session_class: ClassVar[type[Session]] = Session
 
     def __init__(self, config: Any) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 from parity.backends.base import Backend, BackendConfig, Session
 from parity.errors import ConfigError
 from parity.plugins import register
+from parity.inputs import contiguous
 
 _SIGNATURES = ("keras", "serving")
 
@@ -56,7 +57,7 @@ class KerasSession(Session):
 
         from parity.frameworks.keras import keras_outputs
 
-        args = [np.ascontiguousarray(feeds[name]) for name in self.artifact.input_names]
+        args = [contiguous(feeds[name]) for name in self.artifact.input_names]
         with tf.device(self.backend.config.device):
             result = self._call(args)
         return keras_outputs(result, self.artifact.output_names)

@@ -15,8 +15,9 @@ import numpy as np
 
 from parity.backends.base import Backend, BackendConfig, Session
 from parity.dependencies import missing_message
-from parity.errors import ConfigError, ProviderFallbackError
+from parity.errors import BackendError, ConfigError, ProviderFallbackError
 from parity.plugins import register
+from parity.inputs import contiguous
 
 log = logging.getLogger("parity")
 
@@ -111,18 +112,37 @@ class OrtSession(Session):
         missing = [name for name in self._graph_inputs if name not in feeds]
         if missing:
             raise ValueError(f"the ONNX graph needs inputs {missing} that the model config does not declare")
-        run_feeds = {name: np.ascontiguousarray(feeds[name]) for name in self._graph_inputs}
+        run_feeds = {name: contiguous(feeds[name]) for name in self._graph_inputs}
         if all(name in self._graph_outputs for name in declared):
-            values = self._session.run(declared, run_feeds)
+            names = list(declared)
         elif len(self._graph_outputs) == len(declared):  # names lost in export: match by position, and say so
             if not self._positional:
                 log.warning("ONNX outputs %s do not carry the declared names %s: matched by position",
                             self._graph_outputs, declared)
             self._positional = True
-            values = self._session.run(self._graph_outputs, run_feeds)
+            names = list(self._graph_outputs)
         else:
             raise ValueError(f"the ONNX graph's outputs {self._graph_outputs} do not match the declared {declared}")
+        types = {o.name: o.type for o in self._session.get_outputs()}
+        bf16 = [n for n in names if types.get(n) == "tensor(bfloat16)"]
+        if bf16:  # ONNX Runtime's Python API has no numpy type to hand them back as
+            raise BackendError(f"backend '{self.backend.name}': ONNX Runtime's Python API cannot return bfloat16 "
+                               f"outputs ({', '.join(bf16)})")
+        if any(a.dtype.name == "bfloat16" for a in run_feeds.values()):
+            values = self._run_bfloat16(names, run_feeds)
+        else:
+            values = self._session.run(names, run_feeds)
         return dict(zip(declared, values))
+
+    def _run_bfloat16(self, names: list[str], feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """ONNX Runtime's Python API takes no ml_dtypes arrays: bfloat16 inputs go in as OrtValues holding their
+        bit patterns, typed bfloat16."""
+        import onnxruntime as ort
+        from onnx import TensorProto
+
+        values = {name: ort.OrtValue.ortvalue_from_numpy_with_onnx_type(a.view(np.uint16), TensorProto.BFLOAT16)
+                  if a.dtype.name == "bfloat16" else ort.OrtValue.ortvalue_from_numpy(a) for name, a in feeds.items()}
+        return [v.numpy() for v in self._session.run_with_ort_values(names, values)]
 
     def timer(self, feeds: Mapping[str, np.ndarray], include_transfers: bool = True) -> tuple[Any, str]:
         """session.run on CPU providers; with a CUDA/TensorRT provider, I/O binding plus synchronisation, inputs
@@ -130,7 +150,7 @@ class OrtSession(Session):
         import onnxruntime as ort
 
         session = self._session
-        run_feeds = {name: np.ascontiguousarray(feeds[name]) for name in self._graph_inputs}
+        run_feeds = {name: contiguous(feeds[name]) for name in self._graph_inputs}
         if not (_GPU_PROVIDERS & set(session.get_providers())):
             outputs = list(self._graph_outputs)
 

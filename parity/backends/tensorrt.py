@@ -21,6 +21,7 @@ from parity.backends.gpu import device_info, gpu_missing_reason
 from parity.config import BATCH
 from parity.dependencies import missing_message
 from parity.plugins import register
+from parity.inputs import contiguous
 
 log = logging.getLogger("parity")
 DEFAULT_CACHE = "~/.cache/parity/tensorrt"
@@ -117,7 +118,7 @@ class TensorRTSession(Session):
                                "engine_sha256": hashlib.sha256(serialized).hexdigest()}
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self._runner.infer({k: np.ascontiguousarray(v) for k, v in feeds.items()})
+        outputs = self._runner.infer({k: contiguous(v) for k, v in feeds.items()})
         return {name: np.array(outputs[name], copy=True) for name in self.artifact.output_names}  # buffers reused
 
     def timer(self, feeds: Mapping[str, np.ndarray], include_transfers: bool = True) -> tuple[Any, str]:
@@ -154,6 +155,8 @@ class TensorRTBackend(Backend):
     """
 
     Config = TensorRTBackendConfig
+    # TensorRT's I/O types that Polygraphy feeds from numpy (no 16/32/64-bit unsigned, int16, float64, bfloat16)
+    dtypes = frozenset({"bool", "int8", "int32", "int64", "uint8", "float16", "float32"})
     schema = "base_tensorrt_backend"
     session_class = TensorRTSession
 

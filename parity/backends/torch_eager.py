@@ -10,6 +10,7 @@ from typing import Any, Optional
 import numpy as np
 
 from parity.backends.base import Backend, BackendConfig, Session
+from parity.frameworks.torch import to_tensor
 from parity.plugins import register
 
 
@@ -55,7 +56,7 @@ class TorchSession(Session):
         import torch
 
         module, device = self._module, self.backend.config.device
-        host = tuple(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in self.artifact.input_names)
+        host = tuple(to_tensor(feeds[n]) for n in self.artifact.input_names)
         if not device.startswith("cuda"):
 
             def run_cpu() -> float:

@@ -12,6 +12,7 @@ from torch import nn
 
 from parity.diagnostics.probes import probe_output_name
 from parity.errors import ConfigError, ModelError
+from parity.frameworks.torch import to_numpy, to_tensor
 
 
 def resolve(module: nn.Module, paths: Sequence[str]) -> dict[str, nn.Module]:
@@ -49,13 +50,13 @@ def captured(module: nn.Module, paths: Sequence[str]) -> Iterator[dict[str, torc
 def run_with_probes(module: nn.Module, feeds: Mapping[str, np.ndarray], input_names: Sequence[str],
                     paths: Sequence[str]) -> dict[str, np.ndarray]:
     """Eager forward; returns the probe tensors by path, in the order the modules ran (forward order)."""
-    args = tuple(torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in input_names)
+    args = tuple(to_tensor(feeds[n]) for n in input_names)
     with captured(module, paths) as store, torch.inference_mode():
         module(*args)
     missing = [p for p in paths if p not in store]
     if missing:
         raise ModelError(f"probe modules {missing} did not run in the forward pass")
-    return {p: tensor.detach().cpu().numpy() for p, tensor in store.items()}  # hooks fill it in forward order
+    return {p: to_numpy(tensor) for p, tensor in store.items()}  # hooks fill it in forward order
 
 
 class ProbedModule(nn.Module):

@@ -71,6 +71,7 @@ class Exporter(Plugin):
     source: ClassVar[str] = "torch"
     produces: ClassVar[str] = "onnx"
     deterministic: ClassVar[bool] = True  # False: the same config can give other bytes (generated names)
+    writes: ClassVar[bool] = True  # False: runs a file it did not write (exporter=prebuilt)
 
     @property
     def dynamic_batch(self) -> bool:

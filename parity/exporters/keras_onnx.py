@@ -65,7 +65,7 @@ class _KerasExporter(Exporter):
         specs = []
         for name, array in example.items():
             shape: list[int | None] = list(array.shape)
-            if self.dynamic_batch:
+            if self.dynamic_batch and input_axes.get(name) is not None:  # a fixed-shape input stays fixed
                 shape[input_axes[name]] = None
             specs.append(tf.TensorSpec(shape, tf.as_dtype(array.dtype), name=name))
         return specs if len(specs) == 1 else [specs]

@@ -58,6 +58,7 @@ class PrebuiltExporter(Exporter):
     schema = "base_prebuilt_exporter"
     source = "any"
     produces = "onnx"
+    writes = False
 
     @classmethod
     def takes(cls, framework: str) -> bool:

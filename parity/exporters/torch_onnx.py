@@ -11,6 +11,7 @@ from typing import Any, Optional
 import numpy as np
 
 from parity.exporters.base import Exporter, OnnxExporterConfig
+from parity.frameworks.torch import to_tensor
 from parity.plugins import register
 
 
@@ -86,15 +87,13 @@ class _TorchExporter(Exporter):
 
     @staticmethod
     def _args(example: Mapping[str, np.ndarray]) -> tuple[Any, ...]:
-        import torch
-
-        return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in example.values())
+        return tuple(to_tensor(a) for a in example.values())
 
     def _legacy_dynamic_axes(self, input_axes: Mapping[str, int],
                              output_axes: Mapping[str, int | None]) -> dict[str, dict[int, str]]:
         if not self.config.dynamic_batch:
             return {}
-        axes = {name: {axis: "batch"} for name, axis in input_axes.items()}
+        axes = {name: {axis: "batch"} for name, axis in input_axes.items() if axis is not None}
         axes.update({name: {axis: "batch"} for name, axis in output_axes.items() if axis is not None})
         return axes
 
@@ -142,7 +141,8 @@ class DynamoExporter(_TorchExporter):
         if self.config.dynamic_batch:
             batch = torch.export.Dim("batch")
             # the OrderedOutputs wrapper takes *args: torch.export sees one tuple argument holding the inputs
-            dynamic_shapes = (tuple({axis: batch} for axis in input_axes.values()),)
+            # an input without a batch axis (a fixed shape) has no dynamic dimension: None
+            dynamic_shapes = (tuple(None if axis is None else {axis: batch} for axis in input_axes.values()),)
         torch.onnx.export(
             _ordered(model, output_names),
             self._args(example),

@@ -1,4 +1,4 @@
-"""Source-model frameworks, by the name a model config declares (`framework: torch | keras`).
+"""Source-model frameworks, by the name a model config declares (`framework: torch | keras | onnx`).
 
 Each framework's libraries are imported only when a job needs them; a missing one is a SKIP with the reason.
 """
@@ -9,7 +9,8 @@ from importlib import import_module
 
 from parity.frameworks.base import Framework
 
-_FRAMEWORKS = {"torch": "parity.frameworks.torch:TorchFramework", "keras": "parity.frameworks.keras:KerasFramework"}
+_FRAMEWORKS = {"torch": "parity.frameworks.torch:TorchFramework", "keras": "parity.frameworks.keras:KerasFramework",
+               "onnx": "parity.frameworks.onnx:OnnxFramework"}
 
 
 def framework_for(name: str) -> Framework:

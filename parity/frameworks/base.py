@@ -21,6 +21,9 @@ class Framework(ABC):
 
     name: ClassVar[str]
     reference_backend: ClassVar[str]
+    # the artifact kind a model of this framework already is ("onnx" for an ONNX file): backends never run it
+    # as a live model, it goes through an exporter that takes the file as it is (exporter=prebuilt)
+    artifact_kind: ClassVar[str | None] = None
 
     @abstractmethod
     def availability(self) -> str | None:
@@ -42,6 +45,11 @@ class Framework(ABC):
     @abstractmethod
     def reference_info(self) -> dict[str, Any]:
         """How the reference runs, for golden manifests."""
+
+    def reference_details(self, model: Any) -> dict[str, Any]:
+        """How the reference ran for this model, for golden manifests (reference_info unless a framework knows
+        more once the model is built)."""
+        return self.reference_info()
 
     def require(self) -> None:
         reason = self.availability()

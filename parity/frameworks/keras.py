@@ -12,6 +12,7 @@ import numpy as np
 from parity.errors import ConfigError, ModelError, UnavailableError, one_line
 from parity.dependencies import missing_message, missing_module
 from parity.frameworks.base import Framework, builder_error, output_values
+from parity.inputs import contiguous
 
 
 def import_keras() -> tuple[Any, Any]:
@@ -92,7 +93,7 @@ class KerasFramework(Framework):
             output_names: Sequence[str]) -> dict[str, np.ndarray]:
         tf, _ = import_keras()
         tf.config.experimental.enable_op_determinism()
-        args = [np.ascontiguousarray(feeds[name]) for name in input_names]
+        args = [contiguous(feeds[name]) for name in input_names]
         try:
             with tf.device("/CPU:0"):
                 result = model(args[0] if len(args) == 1 else args, training=False)

@@ -15,6 +15,7 @@ import numpy as np
 from parity.errors import ConfigError, ModelError, one_line
 from parity.dependencies import missing_message, missing_module
 from parity.frameworks.base import Framework, builder_error, output_values
+from parity.inputs import contiguous
 
 if TYPE_CHECKING:
     import torch
@@ -111,7 +112,7 @@ def run_torch(module: torch.nn.Module, feeds: Mapping[str, np.ndarray], input_na
     """One eager forward pass: positional inputs in declared order, outputs mapped to declared names."""
     import torch
 
-    args = tuple(torch.from_numpy(np.ascontiguousarray(feeds[name])).to(device) for name in input_names)
+    args = tuple(to_tensor(feeds[name]).to(device) for name in input_names)
     try:
         with torch.inference_mode():
             result = module(*args)
@@ -128,4 +129,27 @@ def outputs_to_dict(result: Any, output_names: Sequence[str]) -> dict[str, np.nd
     bad = [name for name, value in zip(output_names, values) if not isinstance(value, torch.Tensor)]
     if bad:
         raise ModelError(f"model outputs {bad} are not tensors")
-    return {name: value.detach().cpu().numpy() for name, value in zip(output_names, values)}
+    return {name: to_numpy(value) for name, value in zip(output_names, values)}
+
+
+def to_tensor(array: np.ndarray) -> torch.Tensor:
+    """A numpy array as a CPU tensor; bfloat16 (ml_dtypes) through its uint16 bit pattern, which torch.from_numpy
+    does not know."""
+    import torch
+
+    array = contiguous(array)
+    if array.dtype.name == "bfloat16":
+        return torch.from_numpy(array.view(np.uint16)).view(torch.bfloat16)
+    return torch.from_numpy(array)
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as a numpy array; bfloat16 as ml_dtypes' bfloat16 (tensor.numpy() refuses it)."""
+    import torch
+
+    value = tensor.detach().cpu()
+    if value.dtype == torch.bfloat16:
+        from parity.inputs import numpy_dtype
+
+        return value.contiguous().view(torch.uint16).numpy().view(numpy_dtype("bfloat16"))
+    return value.numpy()

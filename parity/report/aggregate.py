@@ -194,9 +194,13 @@ def _golden_outputs(report: dict[str, Any], batch: int) -> dict[str, np.ndarray]
     golden = report["golden"]
     if not golden.get("root") or not golden.get("input_set"):
         return None
-    axes = {o["name"]: o.get("batch_axis", 0) for o in report.get("config", {}).get("model", {}).get("outputs", [])}
     try:
         loaded = GoldenStore(golden["root"]).load(report["model"]["name"], golden["input_set"])
+        # the outputs' batch axes as the golden was made (an ONNX model's are read from its graph, so the job's
+        # composed config does not list them), else as the job's config declares them
+        made = ((loaded.manifest.get("config") or {}).get("model") or {}).get("outputs") or \
+            report.get("config", {}).get("model", {}).get("outputs", [])
+        axes = {o["name"]: o.get("batch_axis", 0) for o in made}
         return inputs_mod.take(loaded.outputs, axes, batch)
     except (ParityError, OSError, ValueError, IndexError) as exc:
         log.warning("pairwise matrix without the golden: %s", exc)

@@ -16,6 +16,7 @@ import numpy as np
 from parity.errors import ConfigError, one_line
 from parity.plugins import register
 from parity.transforms.base import Transform, TransformConfig
+from parity.inputs import contiguous
 
 log = logging.getLogger("parity")
 _QUANT_TYPES = {"qint8": "QInt8", "quint8": "QUInt8"}
@@ -131,17 +132,19 @@ class _CalibrationReader:
     """onnxruntime's CalibrationDataReader protocol over the input set: one sample per batch for a dynamic-batch
     export, batches of the export's own size (samples repeated if there are too few) for a static one."""
 
-    def __init__(self, arrays: Mapping[str, np.ndarray], axes: Mapping[str, int], batch_size: int | None,
+    def __init__(self, arrays: Mapping[str, np.ndarray], axes: Mapping[str, int | None], batch_size: int | None,
                  limit: int | None) -> None:
         if not arrays:
             raise ValueError("static quantization needs calibration inputs, and the input set is empty")
-        total = next(iter(arrays.values())).shape[axes.get(next(iter(arrays)), 0)]
+        batched = next((n for n in arrays if axes.get(n, 0) is not None), None)  # None: no input has a batch axis
+        total = arrays[batched].shape[axes.get(batched, 0)] if batched is not None else 1
         count = min(total, limit) if limit else total
         step = batch_size or 1
         batches = []
         for start in range(0, count, step):
             index = np.arange(start, start + step) % total
-            batches.append({name: np.ascontiguousarray(np.take(a, index, axis=axes.get(name, 0)))
+            batches.append({name: a if axes.get(name, 0) is None else
+                            contiguous(np.take(a, index, axis=axes.get(name, 0)))
                             for name, a in arrays.items()})
         self._batches = iter(batches)
 
