@@ -96,8 +96,10 @@ class ModelConfig:
     inputs: list[InputSpec] = field(default_factory=list)
     outputs: list[OutputSpec] = field(default_factory=list)
     # framework onnx: the .onnx file (relative: to the directory parity starts in); its SHA-256 with its external
-    # data is the model's identity in the golden (weights_sha256)
+    # data is the model's identity in the golden (weights_sha256). framework keras: a TensorFlow SavedModel
+    # directory that is the model itself (no builder), called through `signature`
     path: Optional[str] = None
+    signature: str = "serving_default"  # keras SavedModel: the signature that runs it
     # framework onnx, inputs / outputs read from the graph: name -> InputSpec / OutputSpec fields to set, e.g.
     # input_overrides: {tokens: {shape: [batch, 128], distribution: randint, high: 30000}}
     input_overrides: dict[str, Any] = field(default_factory=dict)

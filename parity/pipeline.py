@@ -198,5 +198,7 @@ def _build(plan: JobPlan, framework: Any, report: JobReport) -> Any:
     log.info("building model %s (%s, seed %s)", plan.model.name, framework.name, plan.model.seed)
     model = framework.build(plan.model)
     report.model.weights_sha256 = framework.weights_sha256(model)
-    report.model.weights_file = file_record(plan.model.weights)
+    # the file the weights came from: model.weights, or a SavedModel directory that is the model itself
+    report.model.weights_file = file_record(plan.model.weights or (plan.model.path if plan.framework == "keras"
+                                                                   else None))
     return model

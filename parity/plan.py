@@ -177,10 +177,20 @@ def _with_files(model: ModelConfig, base: Path) -> ModelConfig:
 
         model = dataclasses.replace(model, weights=resolve_file(model.weights, base))
         check_file(model)
-    if value_of(model.framework) != "onnx":
+    framework = value_of(model.framework)
+    if framework == "keras" and model.path:  # a SavedModel directory is the model itself
+        if model.builder or model.weights:
+            raise ConfigError(f"model '{model.name}' is a SavedModel (model.path): model.builder and model.weights "
+                              f"do not apply")
+        model = dataclasses.replace(model, path=resolve_file(model.path, base))
+        if not (Path(model.path) / "saved_model.pb").is_file():
+            raise ConfigError(f"model.path: {model.path} is not a SavedModel directory (no saved_model.pb in it)")
+        return model
+    if framework != "onnx":
         if model.path:
-            raise ConfigError(f"model.path is for ONNX models (framework: onnx); model '{model.name}' is "
-                              f"{value_of(model.framework)}: its builder makes it (model.weights loads trained weights)")
+            raise ConfigError(f"model.path is for ONNX files (framework: onnx) and SavedModels (framework: keras); "
+                              f"model '{model.name}' is {framework}: its builder makes it (model.weights loads "
+                              f"trained weights)")
         return model
     if not model.path:
         raise ConfigError(f"model '{model.name}' (framework: onnx) needs model.path=<file.onnx>")
@@ -225,7 +235,7 @@ def _unbatched(model: ModelConfig, inputs: InputsConfig, bench: BenchConfig) -> 
 
 
 def _check_model(model: ModelConfig) -> None:
-    if value_of(model.framework) != "onnx" and "_target_" not in model.builder:
+    if not model.path and "_target_" not in model.builder:
         raise ConfigError(f"model.builder needs a _target_ (model '{model.name}')")
     names = [i.name for i in model.inputs]
     if not names:

@@ -26,12 +26,18 @@ MAX_LISTED = 8  # keys named in one error line
 
 
 def file_record(path: str | None) -> dict[str, Any] | None:
-    """{"path", "sha256", "size_bytes"} of a weights file, or None when the model takes none."""
+    """{"path", "sha256", "size_bytes"} of a weights file (or of a SavedModel directory: every file's name and
+    hash, parity.artifact.hash_files), or None when the model takes none."""
     if not path:
         return None
+    file = Path(path)
+    if file.is_dir():
+        from parity.artifact import hash_files
+
+        sha, _, size = hash_files(file)
+        return {"path": str(file), "sha256": sha, "size_bytes": size}
     from parity.golden import sha256_file
 
-    file = Path(path)
     return {"path": str(file), "sha256": sha256_file(file), "size_bytes": file.stat().st_size}
 
 

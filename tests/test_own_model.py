@@ -517,3 +517,54 @@ def test_the_reference_backend_can_be_declared(run_parity, tmp_path: Path) -> No
     manifest = json.loads((root / "dense" / "default" / "manifest.json").read_text())
     assert manifest["reference"]["reference_backend"]["name"] == "my_ref"
     assert manifest["reference"]["runtime"]["graph_optimization_level"] == "basic"
+
+
+# -- a TensorFlow SavedModel as the model itself (seed 002) ------------------------------------------------------
+
+
+@needs_tf
+def test_a_saved_model_directory_is_the_model_itself(run_parity, tmp_path: Path) -> None:
+    from parity.frameworks import framework_for
+    from tests.conftest import SEARCHPATH, compose_cfg
+
+    keras = framework_for("keras")
+    trained = keras.build(compose_cfg(["model=cifar10_vgg", "model.seed=2"]).model)
+    saved = tmp_path / "seed002_saved_model"
+    trained.export(str(saved), format="tf_saved_model", verbose=False)
+    args = [SEARCHPATH, "model=vgg_saved_model", f"model.path={saved}"]
+    root = tmp_path / "golden"
+    made, code = run_parity([*args, "mode=golden"], root)
+    assert code == 0, made.get("error")
+    assert made["model"]["weights_file"]["path"] == str(saved)
+    with np.load(root / "vgg_saved_model" / "samples16" / "outputs.npz") as golden:
+        probs = golden["probs"]
+    feeds = np.load(root / "vgg_saved_model" / "samples16" / "inputs.npz")["image"]
+    assert np.allclose(probs, np.asarray(trained(feeds, training=False)), atol=1e-6)  # the SavedModel's answers
+    checked, code = run_parity(args, root)  # tf2onnx converts the SavedModel itself, ORT runs it
+    assert code == 0, checked.get("error")
+    assert [c["verdict"] for c in checked["checks"]] == ["PASS", "PASS"]
+    assert checked["exports"][0]["exporter"] == "tf2onnx"
+    eager, code = run_parity([*args, "backend=tf_cpu"], root)
+    assert code == 0 and eager["checks"][1]["verdict"] == "PASS", eager.get("error")
+    other, code = run_parity([*args, "exporter=keras_export"], root)
+    assert code == 2 and "a SavedModel converts with exporter=tf2onnx" in other["checks"][1]["message"]
+    (saved / "fingerprint.pb").write_bytes(b"changed")  # the directory changed: the golden is stale
+    stale, code = run_parity(args, root)
+    assert code == 2 and "weights file changed" in stale["error"]
+
+
+@needs_tf
+def test_a_saved_model_with_other_input_names_is_one_config_line(cli, tmp_path: Path) -> None:
+    from parity.frameworks import framework_for
+    from tests.conftest import SEARCHPATH, compose_cfg
+
+    model = framework_for("keras").build(compose_cfg(["model=cifar10_vgg"]).model)
+    saved = tmp_path / "sm"
+    model.export(str(saved), format="tf_saved_model", verbose=False)
+    result = cli(SEARCHPATH, "model=vgg_saved_model", f"model.path={saved}", "model.inputs.0.name=pixels",
+                 "mode=golden", f"golden.root={tmp_path / 'golden'}")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("[parity]") and "error" in line]
+    assert result.returncode == 2 and len(errors) == 1 and "are not the inputs of signature" in errors[0], \
+        result.stderr
+    result = cli(SEARCHPATH, "model=vgg_saved_model", f"model.path={tmp_path}", f"golden.root={tmp_path / 'golden'}")
+    assert result.returncode == 2 and "is not a SavedModel directory" in result.stderr

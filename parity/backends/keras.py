@@ -43,6 +43,11 @@ class KerasSession(Session):
         model = self.artifact.module
         self._tmp: Path | None = None
         self._restored: Any = None
+        from parity.frameworks.keras import SavedModel
+
+        if isinstance(model, SavedModel):  # a SavedModel is its serving signature: both settings call it
+            self._call = lambda args: model(args)
+            return
         if self.backend.config.signature == "keras":
             self._call = lambda args: model(args[0] if len(args) == 1 else args, training=False)
             return

@@ -88,14 +88,22 @@ class Tf2OnnxExporter(_KerasExporter):
 
     def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
                      output_names: list[str], out_dir: Path, output_axes: Mapping[str, int | None]) -> Path:
+        from parity.frameworks.keras import SavedModel
+
         self._warn_constant_folding()
         path = out_dir / "model.onnx"
-        saved = out_dir.with_name(out_dir.name + "_saved_model")
-        model.export(str(saved), format="tf_saved_model", verbose=False,
-                     input_signature=self._signature(example, input_axes))
+        signature: list[str] = []
+        if isinstance(model, SavedModel):  # the user's SavedModel converts as it is, through its signature
+            saved = model.path
+            signature = ["--signature_def", model.signature]
+        else:
+            saved = out_dir.with_name(out_dir.name + "_saved_model")
+            model.export(str(saved), format="tf_saved_model", verbose=False,
+                         input_signature=self._signature(example, input_axes))
         # tf2onnx numbers the nodes it adds (Transpose__66) in an order that follows Python's string hashing:
         # a fixed PYTHONHASHSEED makes the same SavedModel convert to the same bytes, so equal configs hash equal
-        command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved), "--output", str(path)]
+        command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(saved), *signature,
+                   "--output", str(path)]
         if self.config.opset is not None:
             command += ["--opset", str(self.config.opset)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=self.timeout_s,
@@ -119,6 +127,10 @@ class KerasOnnxExporter(_KerasExporter):
 
     def _export_impl(self, model: Any, example: Mapping[str, np.ndarray], input_axes: Mapping[str, int],
                      output_names: list[str], out_dir: Path, output_axes: Mapping[str, int | None]) -> Path:
+        from parity.frameworks.keras import SavedModel
+
+        if isinstance(model, SavedModel):
+            raise ValueError("keras_export needs a Keras model; a SavedModel converts with exporter=tf2onnx")
         self._warn_constant_folding()
         path = out_dir / "model.onnx"
         model.export(str(path), format="onnx", opset_version=self.config.opset, verbose=False,

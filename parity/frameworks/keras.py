@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,6 +54,54 @@ def keras_outputs(result: Any, output_names: Sequence[str]) -> dict[str, np.ndar
     return {name: np.asarray(value) for name, value in zip(output_names, output_values(result, output_names))}
 
 
+class SavedModel:
+    """A TensorFlow SavedModel directory as the model itself (seed 002 starts from one): its signature called with
+    the declared inputs by name, its outputs in declared order (by name, else by position when the signature
+    names them otherwise, as Keras' export does: output_0, ...)."""
+
+    def __init__(self, path: Path, signature: str, input_names: Sequence[str], output_names: Sequence[str]) -> None:
+        tf, _ = import_keras()
+        try:
+            self.loaded = tf.saved_model.load(str(path))
+        except Exception as exc:
+            raise ConfigError(f"model.path: {path} is not a loadable SavedModel: {one_line(exc)}") from None
+        signatures = dict(self.loaded.signatures)
+        if signature not in signatures:
+            raise ConfigError(f"model.signature '{signature}' is not a signature of {path.name} "
+                              f"(it has: {', '.join(sorted(signatures)) or 'none'})")
+        self.path, self.signature = path, signature
+        self.function = signatures[signature]
+        self.signature_inputs = sorted(self.function.structured_input_signature[1])
+        self.signature_outputs = list(self.function.structured_outputs)
+        if sorted(input_names) != self.signature_inputs:
+            raise ConfigError(f"model.inputs {list(input_names)} are not the inputs of signature '{signature}' of "
+                              f"{path.name}: {self.signature_inputs}")
+        self.input_names, self.output_names = list(input_names), list(output_names)
+        if not set(output_names) <= set(self.signature_outputs) and len(output_names) != len(self.signature_outputs):
+            raise ConfigError(f"model.outputs {list(output_names)} do not match the outputs of signature "
+                              f"'{signature}' of {path.name}: {self.signature_outputs}")
+
+    def __call__(self, args: Any, training: bool = False) -> dict[str, Any]:
+        """Positional inputs in declared order (as Keras models are called), outputs by declared name."""
+        values = list(args) if isinstance(args, (list, tuple)) else [args]
+        return self.call(dict(zip(self.input_names, values)))
+
+    def call(self, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        tf, _ = import_keras()
+        result = self.function(**{name: tf.constant(feeds[name]) for name in self.input_names})
+        if set(self.output_names) <= set(result):
+            return {name: result[name] for name in self.output_names}
+        return dict(zip(self.output_names, (result[name] for name in self.signature_outputs)))
+
+    @property
+    def weights(self) -> list[Any]:
+        """Every variable of the SavedModel, once each, by name."""
+        seen: dict[str, Any] = {}
+        for variable in self.loaded.variables:
+            seen.setdefault(variable.name, variable)
+        return [seen[name] for name in sorted(seen)]
+
+
 class KerasFramework(Framework):
     """Keras 3 on TensorFlow, run eagerly on the CPU with op determinism on."""
 
@@ -66,6 +115,9 @@ class KerasFramework(Framework):
         from hydra.utils import instantiate
 
         _, keras = import_keras()
+        if model_cfg.path:  # a SavedModel directory is the model itself
+            return SavedModel(Path(model_cfg.path), model_cfg.signature, [s.name for s in model_cfg.inputs],
+                              [o.name for o in model_cfg.outputs])
         keras.utils.set_random_seed(int(model_cfg.seed))  # python, numpy and TensorFlow seeds at once
         try:
             model = instantiate(model_cfg.builder, _convert_="all")
@@ -85,7 +137,8 @@ class KerasFramework(Framework):
         digest = hashlib.sha256()
         for variable in model.weights:  # trainable and non-trainable (BatchNorm moving statistics), in layer order
             array = np.ascontiguousarray(np.asarray(variable.numpy()))
-            digest.update(f"{variable.path}|{array.dtype}|{tuple(array.shape)}\n".encode())
+            name = getattr(variable, "path", None) or variable.name  # a SavedModel's tf.Variables have no path
+            digest.update(f"{name}|{array.dtype}|{tuple(array.shape)}\n".encode())
             digest.update(array.tobytes())
         return digest.hexdigest()
 
@@ -96,7 +149,8 @@ class KerasFramework(Framework):
         args = [contiguous(feeds[name]) for name in input_names]
         try:
             with tf.device("/CPU:0"):
-                result = model(args[0] if len(args) == 1 else args, training=False)
+                result = model.call(feeds) if isinstance(model, SavedModel) else \
+                    model(args[0] if len(args) == 1 else args, training=False)
         except Exception as exc:
             raise ModelError(f"keras forward failed: {one_line(exc)}") from exc
         return keras_outputs(result, output_names)
