@@ -193,7 +193,7 @@ def _with_files(model: ModelConfig, base: Path) -> ModelConfig:
                               f"trained weights)")
         return model
     if not model.path:
-        raise ConfigError(f"model '{model.name}' (framework: onnx) needs model.path=<file.onnx>")
+        raise ConfigError("an ONNX model (framework: onnx) needs model.path=<file.onnx>: the file to verify")
     if model.builder or model.weights:
         raise ConfigError(f"model '{model.name}' is an ONNX file: model.builder and model.weights do not apply")
     model = dataclasses.replace(model, path=resolve_file(model.path, base))
