@@ -93,7 +93,7 @@ def _one_size(settings: Any, session: Any, b: int, input_specs: Sequence[Any], s
     """(result, what the timer covers, the first inference in ms when `first`) for one batch size."""
     try:
         feeds = inputs_mod.generate(input_specs, b, int(settings.seed))  # outside any timed region
-        run, timing = session.timer(feeds, bool(settings.include_transfers))
+        run, timing = session.timed(feeds, bool(settings.include_transfers))
         first_ms = run() * 1e3 if first else None
         stats = latency_stats(measure(run, settings), b)
     except Exception as exc:  # a runtime failing at one size (seed 004's batch 1) must not stop the others

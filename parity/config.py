@@ -286,7 +286,7 @@ def file_stem(path: Any) -> str:
     """`${parity_stem:${.path}}`: a file's name without its suffix, safe as a directory name (a model's name)."""
     from parity.paths import label
 
-    return label(Path(str(path)).name.split(".")[0] or "model", limit=100)
+    return label(Path(str(path)).stem or "model", limit=100)
 
 
 def run_label(*, _root_: Any) -> str:

@@ -172,12 +172,15 @@ def resolve_file(value: str, base: Path) -> str:
 def _with_files(model: ModelConfig, base: Path) -> ModelConfig:
     """The model config with its files resolved and checked (parity.weights), and an ONNX model's inputs and
     outputs read from its graph (parity.frameworks.onnx)."""
+    framework = value_of(model.framework)
+    if model.weights and (framework == "onnx" or model.path):
+        raise ConfigError(f"model '{model.name}' is {'an ONNX file' if framework == 'onnx' else 'a SavedModel'} "
+                          f"(model.path): model.weights does not apply, the file holds its weights")
     if model.weights:
         from parity.weights import check_file
 
         model = dataclasses.replace(model, weights=resolve_file(model.weights, base))
         check_file(model)
-    framework = value_of(model.framework)
     if framework == "keras" and model.path:  # a SavedModel directory is the model itself
         if model.builder or model.weights:
             raise ConfigError(f"model '{model.name}' is a SavedModel (model.path): model.builder and model.weights "

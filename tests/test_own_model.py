@@ -568,3 +568,115 @@ def test_a_saved_model_with_other_input_names_is_one_config_line(cli, tmp_path: 
         result.stderr
     result = cli(SEARCHPATH, "model=vgg_saved_model", f"model.path={tmp_path}", f"golden.root={tmp_path / 'golden'}")
     assert result.returncode == 2 and "is not a SavedModel directory" in result.stderr
+
+
+@needs_tf
+def test_a_saved_model_with_several_outputs_keeps_them_in_order(run_parity, tmp_path: Path) -> None:
+    """Keras names a SavedModel's outputs output_0, output_1, ...: mapped by that number onto the declared ones
+    (outputs of different widths, so any other order is a shape mismatch)."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input(shape=(4,), name="x")
+    model = keras.Model(image, [keras.layers.Dense(width, name=f"head{width}")(image) for width in (1, 2, 3, 5)])
+    saved = tmp_path / "heads"
+    model.export(str(saved), format="tf_saved_model", verbose=False)
+    yaml = tmp_path / "conf" / "model" / "heads.yaml"
+    yaml.parent.mkdir(parents=True)
+    yaml.write_text("defaults: [base_model, override /exporter@_global_.exporter: tf2onnx, _self_]\n"
+                    f"name: heads\nframework: keras\npath: {saved}\n"
+                    "inputs: [{name: x, shape: [batch, 4]}]\n"
+                    "outputs: [{name: one}, {name: two}, {name: three}, {name: five}]\n")
+    args = [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=heads"]
+    root = tmp_path / "golden"
+    made, code = run_parity([*args, "mode=golden"], root)
+    assert code == 0, made.get("error")
+    with np.load(root / "heads" / "default" / "outputs.npz") as golden:
+        assert {k: golden[k].shape[1] for k in golden.files} == {"one": 1, "two": 2, "three": 3, "five": 5}
+    for backend in ("ort_cpu", "tf_cpu"):
+        report, code = run_parity([*args, f"backend={backend}"], root)
+        assert code == 0 and [c["verdict"] for c in report["checks"]] == ["PASS", "PASS"], report.get("error")
+
+
+@needs_tf
+def test_a_saved_model_not_written_by_keras_hashes_every_variable(run_parity, tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    def save(path: Path, second: float) -> None:
+        class TwoLayers(tf.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.w1 = tf.Variable(np.ones((4, 2), np.float32), name="w")  # two variables, one name
+                self.w2 = tf.Variable(np.full((2, 2), second, np.float32), name="w")
+
+            @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+            def serve(self, x):
+                return {"y": tf.matmul(tf.matmul(x, self.w1), self.w2)}
+
+        module = TwoLayers()
+        tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    save(first, 2.0)
+    save(second, 3.0)
+    yaml = tmp_path / "conf" / "model" / "two_layers.yaml"
+    yaml.parent.mkdir(parents=True)
+    yaml.write_text("defaults: [base_model, override /exporter@_global_.exporter: tf2onnx, _self_]\n"
+                    "name: two_layers\nframework: keras\npath: ???\n"
+                    "inputs: [{name: x, shape: [batch, 4]}]\noutputs: [{name: y}]\n")
+    args = [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=two_layers"]
+    a, code = run_parity([*args, f"model.path={first}", "mode=golden"], tmp_path / "g1")
+    assert code == 0, a.get("error")
+    b, code = run_parity([*args, f"model.path={second}", "mode=golden"], tmp_path / "g2")
+    assert code == 0, b.get("error")
+    assert a["model"]["weights_sha256"] != b["model"]["weights_sha256"]  # both "w:0" variables count
+    report, code = run_parity([*args, f"model.path={first}"], tmp_path / "g1")
+    assert code == 0 and [c["verdict"] for c in report["checks"]] == ["PASS", "PASS"], report.get("error")
+
+
+def test_a_dotted_file_name_keeps_its_dots_in_the_model_name(tmp_path: Path) -> None:
+    from parity.plan import build_plan
+    from tests.conftest import compose_cfg
+
+    names = {build_plan(compose_cfg(onnx_model(dense_relu(tmp_path / f"resnet50-v1.{v}.onnx")))).model.name
+             for v in (7, 12)}
+    assert names == {"resnet50-v1.7", "resnet50-v1.12"}
+
+
+def test_weights_do_not_apply_to_an_onnx_file(cli, tmp_path: Path) -> None:
+    path = dense_relu(tmp_path / "dense.onnx")
+    result = cli(*onnx_model(path, f"model.weights={tmp_path / 'x.pt'}"))
+    assert result.returncode == 2 and "model.weights does not apply" in result.stderr, result.stderr
+
+
+def test_benchmarks_take_the_same_element_types_as_verify(run_parity, tmp_path: Path) -> None:
+    path = save_graph(tmp_path / "bf16.onnx", [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT)],
+                      [helper.make_tensor_value_info("x", TensorProto.BFLOAT16, ["N", 4])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    bench = ["mode=bench", "bench.runs=3", "bench.min_seconds=0", "bench.warmup_runs=0", "bench.plot=false",
+             "bench.batch_sizes=[2]"]
+    report, code = run_parity(onnx_model(path, *bench), tmp_path / "golden")
+    assert code == 0 and report["bench"]["results"][0]["error"] is None, report["bench"]
+    assert report["bench"]["results"][0]["median_ms"] > 0
+    if openvino_reason() is None:
+        report, code = run_parity(onnx_model(path, *bench, "backend=openvino_cpu"), tmp_path / "golden")
+        assert "cannot take bfloat16 inputs (x)" in report["bench"]["results"][0]["error"]
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int8", "uint16", "uint64", "int64", "float16", "bfloat16"])
+def test_a_changed_element_of_any_type_fails_the_comparison(dtype: str) -> None:
+    from parity.compare import Tolerance, compare_output
+    from parity.config import OutputKind
+    from parity.inputs import numpy_dtype
+    from parity.results import Verdict
+
+    golden = np.zeros((3, 4), dtype=numpy_dtype(dtype))
+    candidate = golden.copy()
+    candidate[1, 2] = 1
+    tolerance = Tolerance(atol=1e-4, rtol=1e-3)
+    assert compare_output("y", golden, golden.copy(), tolerance, OutputKind.tensor).verdict is Verdict.PASS
+    result = compare_output("y", golden, candidate, tolerance, OutputKind.tensor)
+    assert result.verdict is Verdict.FAIL and result.metrics["worst_index"] == [1, 2]

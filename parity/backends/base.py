@@ -40,12 +40,7 @@ class Session:
         """One inference; outputs by the artifact's output names."""
         if self.closed:
             raise BackendError(f"backend '{self.backend.name}': session used after its prepare() block ended")
-        taken = self.backend.dtypes
-        refused = {name: a.dtype.name for name, a in feeds.items() if taken is not None and a.dtype.name not in taken}
-        if refused:
-            kinds = ", ".join(sorted(set(refused.values())))
-            raise BackendError(f"backend '{self.backend.name}' cannot take {kinds} inputs ({', '.join(refused)}); "
-                               f"it takes {', '.join(sorted(taken))}")
+        self.refuse_types(feeds)
         try:
             outputs = self._infer(feeds)
         except ParityError:
@@ -53,6 +48,20 @@ class Session:
         except Exception as exc:
             raise BackendError(f"backend '{self.backend.name}' inference failed: {one_line(exc)}") from exc
         return {name: np.asarray(value) for name, value in outputs.items()}
+
+    def refuse_types(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """BackendError naming every input whose element type the backend does not take (`Backend.dtypes`)."""
+        taken = self.backend.dtypes
+        refused = {name: a.dtype.name for name, a in feeds.items() if taken is not None and a.dtype.name not in taken}
+        if refused:
+            kinds = ", ".join(sorted(set(refused.values())))
+            raise BackendError(f"backend '{self.backend.name}' cannot take {kinds} inputs ({', '.join(refused)}); "
+                               f"it takes {', '.join(sorted(taken))}")
+
+    def timed(self, feeds: Mapping[str, np.ndarray], include_transfers: bool = True) -> tuple[Callable[[], float], str]:
+        """What benchmarks call: the element types checked as for `infer`, then this backend's `timer`."""
+        self.refuse_types(feeds)
+        return self.timer(feeds, include_transfers)
 
     def timer(self, feeds: Mapping[str, np.ndarray], include_transfers: bool = True) -> tuple[Callable[[], float], str]:
         """For benchmarks: a zero-argument callable running one inference on `feeds` and returning its latency

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -72,14 +73,20 @@ class SavedModel:
         self.path, self.signature = path, signature
         self.function = signatures[signature]
         self.signature_inputs = sorted(self.function.structured_input_signature[1])
-        self.signature_outputs = list(self.function.structured_outputs)
+        self.signature_outputs = sorted(self.function.structured_outputs, key=_output_order)
         if sorted(input_names) != self.signature_inputs:
             raise ConfigError(f"model.inputs {list(input_names)} are not the inputs of signature '{signature}' of "
                               f"{path.name}: {self.signature_inputs}")
         self.input_names, self.output_names = list(input_names), list(output_names)
-        if not set(output_names) <= set(self.signature_outputs) and len(output_names) != len(self.signature_outputs):
-            raise ConfigError(f"model.outputs {list(output_names)} do not match the outputs of signature "
-                              f"'{signature}' of {path.name}: {self.signature_outputs}")
+        self.by_name = set(output_names) <= set(self.signature_outputs)
+        # by position only where the signature's names say the position (Keras' output_0, output_1, ...) or there
+        # is one output: a dict of other names has no order to trust
+        positional = len(output_names) == len(self.signature_outputs) and (
+            len(output_names) == 1 or all(_output_order(n)[0] == 0 for n in self.signature_outputs))
+        if not (self.by_name or positional):
+            raise ConfigError(f"model.outputs {list(output_names)} are not the outputs of signature '{signature}' "
+                              f"of {path.name}: {self.signature_outputs} (name the model's outputs as the "
+                              f"signature does)")
 
     def __call__(self, args: Any, training: bool = False) -> dict[str, Any]:
         """Positional inputs in declared order (as Keras models are called), outputs by declared name."""
@@ -89,17 +96,24 @@ class SavedModel:
     def call(self, feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
         tf, _ = import_keras()
         result = self.function(**{name: tf.constant(feeds[name]) for name in self.input_names})
-        if set(self.output_names) <= set(result):
+        if self.by_name:
             return {name: result[name] for name in self.output_names}
         return dict(zip(self.output_names, (result[name] for name in self.signature_outputs)))
 
     @property
     def weights(self) -> list[Any]:
-        """Every variable of the SavedModel, once each, by name."""
-        seen: dict[str, Any] = {}
-        for variable in self.loaded.variables:
-            seen.setdefault(variable.name, variable)
-        return [seen[name] for name in sorted(seen)]
+        """Every variable the signature reads, once each (by identity: two variables may share a name), in a
+        stable order: by name, then as the function captures them."""
+        unique: dict[int, Any] = {}
+        for variable in getattr(self.function, "variables", None) or getattr(self.loaded, "variables", ()):
+            unique.setdefault(id(variable), variable)
+        return sorted(unique.values(), key=lambda v: v.name)
+
+
+def _output_order(name: str) -> tuple[int, int | str]:
+    """Sort key of a signature's output names: Keras' `output_<n>` by n (before any other name), others by name."""
+    match = re.fullmatch(r"output_(\d+)", name)
+    return (0, int(match.group(1))) if match else (1, name)
 
 
 class KerasFramework(Framework):
