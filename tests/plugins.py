@@ -258,3 +258,18 @@ class NumpyRoundTrip(nn.Module):
 
 def numpy_round_trip() -> nn.Module:
     return NumpyRoundTrip()
+
+
+class Bfloat16Head(nn.Module):
+    """A model answering in bfloat16 (as models run in reduced precision do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).to(torch.bfloat16)
+
+
+def bfloat16_head(**_: object) -> nn.Module:  # mlp's builder arguments are ignored
+    return Bfloat16Head()

@@ -680,3 +680,22 @@ def test_a_changed_element_of_any_type_fails_the_comparison(dtype: str) -> None:
     assert compare_output("y", golden, golden.copy(), tolerance, OutputKind.tensor).verdict is Verdict.PASS
     result = compare_output("y", golden, candidate, tolerance, OutputKind.tensor)
     assert result.verdict is Verdict.FAIL and result.metrics["worst_index"] == [1, 2]
+
+
+def test_bfloat16_outputs_are_stored_restored_and_compared_on_torch(run_parity, tmp_path: Path) -> None:
+    args = [*MLP, "model.builder={_target_: tests.plugins.bfloat16_head}", "model.outputs=[{name: y}]",
+            "backend=torch_cpu"]
+    root = tmp_path / "golden"
+    made, code = run_parity([*args, "mode=golden"], root)
+    assert code == 0, made.get("error")
+    manifest = json.loads((root / "mlp" / "default" / "manifest.json").read_text())
+    assert manifest["outputs"]["y"]["dtype"] == "bfloat16"
+    report, code = run_parity(args, root)
+    assert code == 0 and [c["verdict"] for c in report["checks"]] == ["PASS", "PASS"], report.get("error")
+    assert report["checks"][1]["outputs"][0]["candidate_dtype"] == "bfloat16"
+    from parity.golden import GoldenStore
+
+    golden = GoldenStore(root).load("mlp", "default")
+    assert golden.outputs["y"].dtype.name == "bfloat16" and golden.outputs["y"].shape == (4, 4)
+    report, code = run_parity([*args[:-1], "backend=ort_cpu", "exporter=torchscript"], root)
+    assert code == 2 and "cannot return bfloat16 outputs (y)" in report["checks"][1]["message"]
