@@ -304,10 +304,12 @@ def run_label(*, _root_: Any) -> str:
     exporter, transform = pick("exporter.name", "exporter"), pick("transform.name", "none")
     eager = False
     try:
+        from parity.frameworks import framework_for
         from parity.plugins import plugin_class
 
-        framework = pick("model.framework", "torch")
-        eager = framework != "onnx" and framework in plugin_class("backend", pick("backend._target_")).accepts
+        framework = pick("model.framework", "torch")  # an ONNX file is already an artifact: never run as eager
+        eager = framework_for(framework).artifact_kind is None and \
+            framework in plugin_class("backend", pick("backend._target_")).accepts
     except Exception:  # a broken backend config: the plan says so in one line; the folder still needs a name
         pass
     parts = [model, backend] if eager else [model, exporter, *([transform] if transform != "none" else []), backend]

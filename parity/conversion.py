@@ -140,8 +140,8 @@ class ArtifactCache:
         count = batch_size if key is not None else max(2, min(self._available(), max(self.sizes)))
         example = self._example(count)
         tag = f"{exporter.name}{'-probed' if probed else ''}{'' if key is None else f'-b{batch_size}'}"
-        log.info("%s%s%s", f"exporting with {exporter.name}" if exporter.writes else f"taking the file as it is "
-                 f"({exporter.name})", " (with probes)" if probed else "", "" if key is None else f" at batch {batch_size}")
+        what = f"exporting with {exporter.name}" if exporter.writes else f"taking the file as it is ({exporter.name})"
+        log.info("%s%s%s", what, " (with probes)" if probed else "", "" if key is None else f" at batch {batch_size}")
         out_dir = self.work_dir / "artifacts" / tag
         output_axes = {**plan.output_axes, **{probe_output_name(p): 0 for p in probes}}
         artifact = exporter.export(model, {n: example[n] for n in plan.input_names}, dict(plan.input_axes), outputs,

@@ -44,7 +44,7 @@ from parity.errors import (
     GoldenMissingError,
     one_line,
 )
-from parity.inputs import floating, numpy_dtype
+from parity.inputs import bfloat16_bits, floating, with_dtype
 from parity.paths import check_segment, is_within, protected_roots, under_any
 
 FORMAT = "parity.golden/v1"
@@ -83,19 +83,6 @@ MANIFEST_SCHEMA = {  # what load() requires of a manifest before it trusts any f
         "outputs": _ARRAYS,
     },
 }
-
-
-def stored_form(array: np.ndarray) -> np.ndarray:
-    """An array as npz can hold it: bfloat16 (ml_dtypes, which npz would store as opaque bytes) as its uint16 bit
-    pattern; the manifest keeps the real dtype, and `loaded_form` restores it."""
-    return array.view(np.uint16) if array.dtype.name == "bfloat16" else array
-
-
-def loaded_form(array: np.ndarray, dtype: str) -> np.ndarray:
-    """An array read from npz with the dtype its manifest records (bfloat16 from its uint16 bit pattern)."""
-    if dtype == "bfloat16" and array.dtype == np.uint16:
-        return array.view(numpy_dtype("bfloat16"))
-    return array
 
 
 def sha256_file(path: Path) -> str:
@@ -247,7 +234,7 @@ class GoldenStore:
                 raise GoldenCorruptError(
                     f"{path / filename} holds {sorted(arrays[filename])}, manifest declares {sorted(declared)}")
             for name, info in declared.items():
-                array = arrays[filename][name] = loaded_form(arrays[filename][name], info["dtype"])
+                array = arrays[filename][name] = with_dtype(arrays[filename][name], info["dtype"])
                 if str(array.dtype) != info["dtype"] or list(array.shape) != list(info["shape"]):
                     raise GoldenCorruptError(f"{path / filename}:{name} is {array.dtype}{list(array.shape)}, "
                                              f"manifest says {info['dtype']}{info['shape']}")
@@ -350,7 +337,7 @@ def _write_generation(final: Path, model: str, input_set: str, inputs: dict[str,
         files = {}
         for filename, arrays, step in ((INPUTS, inputs, "staged-inputs"), (OUTPUTS, outputs, "staged-outputs")):
             buffer = io.BytesIO()
-            np.savez_compressed(buffer, **{k: stored_form(v) for k, v in arrays.items()})
+            np.savez_compressed(buffer, **{k: bfloat16_bits(v) for k, v in arrays.items()})  # bfloat16: its bits
             _write_synced(staging / filename, buffer.getvalue())
             files[filename] = {"sha256": sha256_file(staging / filename), "size": (staging / filename).stat().st_size}
             _crash_point(step)

@@ -23,6 +23,18 @@ def numpy_dtype(name: str) -> np.dtype:
     return np.dtype(name)
 
 
+def bfloat16_bits(array: np.ndarray) -> np.ndarray:
+    """A bfloat16 array as its uint16 bit pattern (a view), for what knows no ml_dtypes type: npz, torch, ONNX
+    Runtime; any other array as it is."""
+    return array.view(np.uint16) if array.dtype.name == "bfloat16" else array
+
+
+def with_dtype(array: np.ndarray, dtype: str) -> np.ndarray:
+    """An array as `dtype`, where it holds that type's bit pattern (bfloat16 from uint16: `bfloat16_bits`
+    undone); any other array as it is."""
+    return array.view(numpy_dtype("bfloat16")) if dtype == "bfloat16" and array.dtype == np.uint16 else array
+
+
 def contiguous(array: np.ndarray) -> np.ndarray:
     """`array` C-contiguous, its shape kept (np.ascontiguousarray turns a 0-d scalar into shape (1,))."""
     return np.require(array, requirements="C")

@@ -40,6 +40,13 @@ def label(value: object, limit: int = 40) -> str:
     return text[:limit]
 
 
+def resolve_file(value: str, base: Path) -> str:
+    """A configured file path made absolute: `~` expanded, a relative one taken against `base` (the directory
+    parity was started in)."""
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else Path(base) / path)
+
+
 def is_within(path: Path, root: Path) -> bool:
     """Whether `path` is `root` or below it, both with symlinks resolved."""
     path, root = path.resolve(), root.resolve()

@@ -38,7 +38,7 @@ from parity.config import (
 )
 from parity.errors import ConfigError
 from parity.inputs import DTYPES, batch_axis
-from parity.paths import check_segment
+from parity.paths import check_segment, resolve_file
 
 
 
@@ -163,12 +163,6 @@ def report_settings(cfg: Any) -> ReportConfig:
         return ReportConfig()
 
 
-def resolve_file(value: str, base: Path) -> str:
-    """A configured file path made absolute: `~` expanded, a relative one taken against `base`."""
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() else base / path)
-
-
 def _with_files(model: ModelConfig, base: Path) -> ModelConfig:
     """The model config with its files resolved and checked (parity.weights), and an ONNX model's inputs and
     outputs read from its graph (parity.frameworks.onnx)."""
@@ -182,7 +176,7 @@ def _with_files(model: ModelConfig, base: Path) -> ModelConfig:
         model = dataclasses.replace(model, weights=resolve_file(model.weights, base))
         check_file(model)
     if framework == "keras" and model.path:  # a SavedModel directory is the model itself
-        if model.builder or model.weights:
+        if model.builder:
             raise ConfigError(f"model '{model.name}' is a SavedModel (model.path): model.builder and model.weights "
                               f"do not apply")
         model = dataclasses.replace(model, path=resolve_file(model.path, base))
@@ -197,7 +191,7 @@ def _with_files(model: ModelConfig, base: Path) -> ModelConfig:
         return model
     if not model.path:
         raise ConfigError("an ONNX model (framework: onnx) needs model.path=<file.onnx>: the file to verify")
-    if model.builder or model.weights:
+    if model.builder:
         raise ConfigError(f"model '{model.name}' is an ONNX file: model.builder and model.weights do not apply")
     model = dataclasses.replace(model, path=resolve_file(model.path, base))
     if not Path(model.path).is_file():

@@ -19,8 +19,8 @@ import numpy as np
 
 from parity.artifact import Artifact
 from parity.errors import BackendError, ParityError, one_line
-from parity.plugins import Plugin, PluginConfig
 from parity.inputs import contiguous
+from parity.plugins import Plugin, PluginConfig
 
 
 @dataclass

@@ -14,8 +14,8 @@ import numpy as np
 
 from parity.backends.base import Backend, BackendConfig, Session
 from parity.errors import ConfigError
-from parity.plugins import register
 from parity.inputs import contiguous
+from parity.plugins import register
 
 _SIGNATURES = ("keras", "serving")
 

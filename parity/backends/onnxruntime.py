@@ -16,8 +16,8 @@ import numpy as np
 from parity.backends.base import Backend, BackendConfig, Session
 from parity.dependencies import missing_message
 from parity.errors import BackendError, ConfigError, ProviderFallbackError
+from parity.inputs import bfloat16_bits, contiguous
 from parity.plugins import register
-from parity.inputs import contiguous
 
 log = logging.getLogger("parity")
 
@@ -104,6 +104,7 @@ class OrtSession(Session):
                 f"{', '.join(active)} instead (a silent fallback, not a valid result)"
             )
         self._graph_outputs = [o.name for o in self._session.get_outputs()]
+        self._bfloat16_outputs = {o.name for o in self._session.get_outputs() if o.type == "tensor(bfloat16)"}
         self._graph_inputs = [i.name for i in self._session.get_inputs()]
         self._positional = False
 
@@ -131,8 +132,7 @@ class OrtSession(Session):
         return dict(zip(declared, values))
 
     def _refuse_bfloat16_outputs(self, names: list[str]) -> None:
-        types = {o.name: o.type for o in self._session.get_outputs()}
-        bf16 = [n for n in names if types.get(n) == "tensor(bfloat16)"]
+        bf16 = [n for n in names if n in self._bfloat16_outputs]
         if bf16:  # ONNX Runtime's Python API has no numpy type to hand them back as
             raise BackendError(f"backend '{self.backend.name}': ONNX Runtime's Python API cannot return bfloat16 "
                                f"outputs ({', '.join(bf16)})")
@@ -223,7 +223,7 @@ def _ort_values(feeds: Mapping[str, np.ndarray]) -> dict[str, Any]:
     import onnxruntime as ort
     from onnx import TensorProto
 
-    return {name: ort.OrtValue.ortvalue_from_numpy_with_onnx_type(a.view(np.uint16), TensorProto.BFLOAT16)
+    return {name: ort.OrtValue.ortvalue_from_numpy_with_onnx_type(bfloat16_bits(a), TensorProto.BFLOAT16)
             if a.dtype.name == "bfloat16" else ort.OrtValue.ortvalue_from_numpy(a) for name, a in feeds.items()}
 
 

@@ -13,8 +13,8 @@ import numpy as np
 from parity.backends.base import Backend, BackendConfig, Session
 from parity.dependencies import missing_message, missing_module
 from parity.errors import BackendError, ConfigError, one_line
-from parity.plugins import register
 from parity.inputs import contiguous
+from parity.plugins import register
 
 _PRECISIONS = ("f32", "bf16", "f16")
 _HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")

@@ -20,8 +20,8 @@ from parity.backends.base import Backend, BackendConfig, Session
 from parity.backends.gpu import device_info, gpu_missing_reason
 from parity.config import BATCH
 from parity.dependencies import missing_message
-from parity.plugins import register
 from parity.inputs import contiguous
+from parity.plugins import register
 
 log = logging.getLogger("parity")
 DEFAULT_CACHE = "~/.cache/parity/tensorrt"

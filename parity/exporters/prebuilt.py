@@ -21,6 +21,7 @@ import numpy as np
 from parity.artifact import onnx_files_sha256
 from parity.errors import ConfigError
 from parity.exporters.base import Exporter, ExporterConfig
+from parity.paths import resolve_file
 from parity.plugins import register
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -36,10 +37,7 @@ class PrebuiltExporterConfig(ExporterConfig):
     sha256: Optional[str] = None  # the file's SHA-256 (with its external data); another file is an ERROR
 
     def with_base_dir(self, base: Any) -> PrebuiltExporterConfig:
-        if not self.path:
-            return self
-        path = Path(self.path).expanduser()
-        return dataclasses.replace(self, path=str(path if path.is_absolute() else Path(base) / path))
+        return dataclasses.replace(self, path=resolve_file(self.path, base)) if self.path else self
 
     def validate(self) -> None:
         if not self.path:

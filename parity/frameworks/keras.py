@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from parity.errors import ConfigError, ModelError, UnavailableError, one_line
 from parity.dependencies import missing_message, missing_module
+from parity.errors import ConfigError, ModelError, UnavailableError, one_line
 from parity.frameworks.base import Framework, builder_error, output_values
 from parity.inputs import contiguous
 

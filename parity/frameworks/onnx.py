@@ -22,6 +22,7 @@ import numpy as np
 from parity.config import BATCH, Distribution, InputSpec, ModelConfig, OutputSpec, typed_node
 from parity.errors import ConfigError, ModelError, one_line
 from parity.frameworks.base import Framework
+from parity.inputs import DTYPES
 
 REFERENCE = {"_target_": "parity.backends.onnxruntime.OrtBackend", "name": "ort_reference",
              "graph_optimization_level": "disable_all"}
@@ -48,10 +49,6 @@ class OnnxModel:
                                 path=self.path)
             self._session = self._stack.enter_context(self.reference.prepare(artifact))
         return self._session
-
-    def close(self) -> None:
-        self._stack.close()
-        self._session = None
 
 
 def reference_config(model_cfg: ModelConfig) -> Any:
@@ -111,8 +108,7 @@ class OnnxFramework(Framework):
 
     def reference_details(self, model: OnnxModel) -> dict[str, Any]:
         """What the reference of this model is: the backend's config and what really ran."""
-        config = {k: v for k, v in dataclasses.asdict(model.reference.config).items()}
-        return {"reference_backend": config, "runtime": model.session().runtime_info(), "files": list(model.files)}
+        return {"reference_backend": dataclasses.asdict(model.reference.config), "runtime": model.session().runtime_info(), "files": list(model.files)}
 
 
 # -- inputs and outputs from the graph ------------------------------------------------------------------------
@@ -159,8 +155,6 @@ def element_type(value: Any) -> str:
     except Exception:
         dtype = None
     name = TensorProto.DataType.Name(elem) if elem in TensorProto.DataType.values() else str(elem)
-    from parity.inputs import DTYPES
-
     if dtype is None or dtype.name not in DTYPES:
         raise ConfigError(f"model.path: '{value.name}' has element type {name}, which parity cannot generate or "
                           f"compare (supported: {', '.join(sorted(DTYPES))})")

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from parity.errors import ConfigError, ModelError, one_line
 from parity.dependencies import missing_message, missing_module
+from parity.errors import ConfigError, ModelError, one_line
 from parity.frameworks.base import Framework, builder_error, output_values
-from parity.inputs import contiguous
+from parity.inputs import bfloat16_bits, contiguous, with_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -138,9 +138,8 @@ def to_tensor(array: np.ndarray) -> torch.Tensor:
     import torch
 
     array = contiguous(array)
-    if array.dtype.name == "bfloat16":
-        return torch.from_numpy(array.view(np.uint16)).view(torch.bfloat16)
-    return torch.from_numpy(array)
+    tensor = torch.from_numpy(bfloat16_bits(array))
+    return tensor.view(torch.bfloat16) if array.dtype.name == "bfloat16" else tensor
 
 
 def to_numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -149,7 +148,5 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
 
     value = tensor.detach().cpu()
     if value.dtype == torch.bfloat16:
-        from parity.inputs import numpy_dtype
-
-        return value.contiguous().view(torch.uint16).numpy().view(numpy_dtype("bfloat16"))
+        return with_dtype(value.contiguous().view(torch.uint16).numpy(), "bfloat16")
     return value.numpy()

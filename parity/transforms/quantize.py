@@ -14,9 +14,9 @@ from typing import Any, Optional
 import numpy as np
 
 from parity.errors import ConfigError, one_line
+from parity.inputs import contiguous
 from parity.plugins import register
 from parity.transforms.base import Transform, TransformConfig
-from parity.inputs import contiguous
 
 log = logging.getLogger("parity")
 _QUANT_TYPES = {"qint8": "QInt8", "quint8": "QUInt8"}
