@@ -27,6 +27,9 @@ COMMON = [
     "pytest==9.2.0",
     "matplotlib==3.11.2",  # latency plots (mode=bench)
     "safetensors==0.6.2",  # model.weights=*.safetensors (torch state_dicts without pickle)
+    "pillow==13.0.0",  # inputs.source=images: decoding and Pillow's resize filters
+    "polygraphy==0.53.6",  # Polygraphy's JSON (inputs, mode=import / export) and `polygraphy run` in the tests
+    "scikit-image==0.26.0",  # tests only: real photos bundled in the package (skimage/data), never downloaded
     # seed models: dcnv2 is deepctr-torch's DCNMix (it imports requests without declaring it)
     "deepctr-torch==0.3.0",
     "requests==2.34.2",
@@ -40,9 +43,10 @@ CPU = ["torch==2.13.0", "onnxruntime==1.32.0", *COMMON]
 EXTRAS = {
     "tf": ["tensorflow-cpu==2.21.0", "keras==3.15.1", "tf2onnx==1.17.0"],  # checked with onnx 1.23.2, protobuf 7
     "openvino": ["openvino==2026.4.1"],
+    "opencv": ["opencv-python-headless==5.0.0.93"],  # inputs.preprocess.library=opencv
 }
 # Never onnxruntime and onnxruntime-gpu in one environment: the second overwrites the first.
-GPU = ["torch==2.14.1", "onnxruntime-gpu==1.31.1", "polygraphy==0.53.6", *COMMON]
+GPU = ["torch==2.14.1", "onnxruntime-gpu==1.31.1", *COMMON]
 if os.environ.get("PARITY_WITH_TENSORRT"):  # TensorRT wheels install only on GPU machines (not in this workplace)
     GPU.append("tensorrt")
 

@@ -131,6 +131,12 @@ def golden_fits(plan: JobPlan, golden: Any, weights: str, regenerate: str, sizes
     """The golden was made from these weights (and this weights file, when one is loaded) and holds exactly the
     declared inputs and outputs, with enough samples for every batch size; GoldenStaleError (with the command
     that remakes it) or ConfigError."""
+    from parity.sources import stale_reason
+
+    inputs_changed = stale_reason(plan, golden.manifest)
+    if inputs_changed:
+        raise GoldenStaleError(f"golden is stale: {inputs_changed}; if the change is intended, regenerate with: "
+                               f"{regenerate}")
     recorded = golden.manifest.get("weights_file") or {}
     now_sha = (weights_file or {}).get("sha256")
     if recorded.get("sha256") != now_sha:

@@ -181,14 +181,54 @@ class NumericsConfig:
     openvino_precision: Optional[str] = None  # OpenVINO inference precision hint (f32 for strict)
 
 
+class InputSource(str, Enum):
+    """Where an input set's values come from (README "Check on your own data")."""
+
+    generated = "generated"  # drawn from each input's declared distribution under the set's seed
+    npy = "npy"  # inputs.files {input: file.npy}; or inputs.path: one .npy (a single-input model) or a directory
+    npz = "npz"  # inputs.path: an .npz whose members are named like the inputs
+    images = "images"  # inputs.path: a directory or glob of images, decoded and preprocessed (inputs.preprocess)
+    onnx_test_data = "onnx_test_data"  # inputs.path: test_data_set_N directories (input_<i>.pb), joined in N order
+    polygraphy = "polygraphy"  # inputs.path: Polygraphy's --save-inputs JSON, its iterations joined in order
+
+
+@dataclass
+class PreprocessConfig:
+    """Image preprocessing, step by step in this order (inputs.source=images). Decoding is always Pillow's."""
+
+    color: str = "RGB"  # RGB | BGR | L (grayscale: one channel)
+    library: str = "pillow"  # the resize: pillow | opencv (opencv-python-headless)
+    # pillow: nearest | bilinear | bicubic | lanczos | box | hamming (antialiased when shrinking);
+    # opencv: INTER_NEAREST | INTER_LINEAR | INTER_CUBIC | INTER_AREA | INTER_LANCZOS4 | INTER_LINEAR_EXACT | ...
+    interpolation: str = "bilinear"
+    resize: Optional[list[int]] = None  # [height, width]: resize to exactly this
+    resize_shorter: Optional[int] = None  # or: the shorter side to this, the aspect ratio kept
+    crop: Optional[list[int]] = None  # then a centre crop [height, width]
+    scale: float = 1.0 / 255.0  # then pixel values times this (in float32) ...
+    mean: list[float] = field(default_factory=list)  # ... minus the per-channel mean, divided by std ([] = none)
+    std: list[float] = field(default_factory=list)
+    layout: str = "NCHW"  # NCHW (channels first) | NHWC
+    dtype: str = "float32"  # the input's element type (integer types round and clip to their range)
+
+
 @dataclass
 class InputsConfig:
-    """The input set stored with the golden: how many samples, which seed, which batch sizes."""
+    """The input set stored with the golden: where its values come from, how many samples, which batch sizes."""
 
     name: str = "default"
-    num_samples: int = 4
+    # generated: how many samples to draw. From files: None takes every sample they hold; a number is how many
+    # they must hold (a different count is an error)
+    num_samples: Optional[int] = 4
     seed: int = 0
     batch_sizes: Optional[list[int]] = None  # None: one batch of all num_samples
+    source: InputSource = InputSource.generated
+    # the file, directory or glob the values come from (relative: to the directory parity starts in); its files'
+    # SHA-256 go into the golden's manifest, and a verify that finds them changed calls the golden stale
+    path: Optional[str] = None
+    files: dict[str, str] = field(default_factory=dict)  # source npy: input name -> its .npy file
+    image_input: Optional[str] = None  # source images: the input they fill (default: the model's only input);
+    # every other input is drawn from its declared distribution
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
 
 @dataclass

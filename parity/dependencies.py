@@ -24,7 +24,9 @@ PACKAGES: dict[str, tuple[str, str | None]] = {
     "tf2onnx": ("tf2onnx", "tf"),
     "openvino": ("openvino", "openvino"),
     "deepctr_torch": ("deepctr-torch", "models"),
-    "polygraphy": ("polygraphy", "gpu"),
+    "polygraphy": ("polygraphy", "cpu"),
+    "PIL": ("pillow", None),
+    "cv2": ("opencv-python-headless", "opencv"),
     "tensorrt": ("tensorrt", None),
     "safetensors": ("safetensors", "cpu"),
 }

@@ -55,6 +55,11 @@ class UnavailableError(ParityError):
     """A framework, exporter or transform the job needs is not installed here: the job is a SKIP with the reason."""
 
 
+class DataError(ParityError):
+    """An input or golden data file cannot be used: unreadable, pickled, or holding other names, dtypes, shapes or
+    sample counts than the model declares."""
+
+
 class ModelError(ParityError):
     """The model builder or the reference forward pass failed."""
 

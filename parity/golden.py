@@ -119,15 +119,19 @@ def create_command(
 
 def reference_manifest(num_samples: int, weights_sha256: str | None, input_batch_axes: dict[str, int],
                        reference: dict[str, Any], config: dict[str, Any],
-                       weights_file: dict[str, Any] | None = None) -> dict[str, Any]:
+                       weights_file: dict[str, Any] | None = None, inputs_source: dict[str, Any] | None = None,
+                       imported: dict[str, Any] | None = None) -> dict[str, Any]:
     """The manifest fields a golden made by parity records (the store adds its files, arrays and hashes);
-    `weights_file`: the trained-weights file the model loaded (path, sha256, size_bytes), when it took one."""
+    `weights_file`: the trained-weights file the model loaded (path, sha256, size_bytes), when it took one;
+    `inputs_source`: the files the inputs were read from (parity.sources), when they were not drawn;
+    `imported`: the tool and files an imported golden came from (parity.transfer)."""
     from parity.environment import environment, now
 
     manifest = {"num_samples": num_samples, "weights_sha256": weights_sha256, "input_batch_axes": input_batch_axes,
                 "reference": reference, "config": config, "environment": environment(), "created": now()}
-    if weights_file is not None:
-        manifest["weights_file"] = weights_file
+    for key, value in (("weights_file", weights_file), ("inputs_source", inputs_source), ("imported", imported)):
+        if value is not None:
+            manifest[key] = value
     return manifest
 
 

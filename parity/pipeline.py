@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from parity import checks, numerics
+from parity import checks, numerics, sources
 from parity import inputs as inputs_mod
 from parity.bench import run_bench, with_plot
 from parity.conversion import ArtifactCache, Sessions, availability, build_conversion
@@ -84,16 +84,17 @@ def make_golden(plan: JobPlan, store: GoldenStore, report: JobReport) -> None:
                                  available=True)
     store.check_writable(plan.model.name, plan.inputs.name, plan.golden.overwrite)
     framework.require()  # a golden cannot be made without its framework: an ERROR naming what to install
+    feeds, source = sources.load(plan)
+    num_samples = source["num_samples"] if source else plan.inputs.num_samples
     model = _build(plan, framework, report)
-    feeds = inputs_mod.generate(plan.model.inputs, plan.inputs.num_samples, plan.inputs.seed)
-    log.info("running the %s reference on %d samples", framework.name, plan.inputs.num_samples)
+    log.info("running the %s reference on %d samples", framework.name, num_samples)
     outputs = framework.run(model, feeds, plan.input_names, plan.output_names)
-    checks.reference_outputs(plan, outputs, plan.inputs.num_samples)
-    manifest = reference_manifest(plan.inputs.num_samples, report.model.weights_sha256, dict(plan.input_axes),
+    checks.reference_outputs(plan, outputs, num_samples)
+    manifest = reference_manifest(num_samples, report.model.weights_sha256, dict(plan.input_axes),
                                   {"framework": framework.name, **framework.reference_details(model)},
                                   {"model": jsonable(dataclasses.asdict(plan.model)),
                                    "inputs": jsonable(dataclasses.asdict(plan.inputs))},
-                                  weights_file=report.model.weights_file)
+                                  weights_file=report.model.weights_file, inputs_source=source)
     path = store.write(plan.model.name, plan.inputs.name, feeds, outputs, manifest, overwrite=plan.golden.overwrite)
     log.info("golden written: %s", path)
     report.golden = GoldenInfo.of(store.load(plan.model.name, plan.inputs.name), plan.inputs.name, store.root,

@@ -118,7 +118,7 @@ def build_plan(cfg: Any, start_dir: Path | None = None) -> JobPlan:
     if not str(golden.root).strip():
         raise ConfigError("golden.root is empty; give the directory that holds the goldens (default: golden)")
     _check_model(model)
-    inputs = _unbatched(model, inputs, bench)
+    inputs = _input_files(_unbatched(model, inputs, bench), model, base)
     per_output = _per_output(tolerance, model)
     _check_numbers(tolerance, reference, checks, bench, inputs, per_output)
     if checks.probes and framework != "torch":
@@ -140,7 +140,8 @@ def build_plan(cfg: Any, start_dir: Path | None = None) -> JobPlan:
         backend_tolerance=backend_tolerance,
         reference_tolerance=backend_tolerance if reference.inherit else _tolerance_set(reference, per_output),
         batch_sizes=batch_sizes,
-        bench_batch_sizes=tuple(bench.batch_sizes or batch_sizes or (inputs.num_samples,)),
+        # no count yet (files not read): one sample per timed run unless bench.batch_sizes says
+        bench_batch_sizes=tuple(bench.batch_sizes or batch_sizes or (inputs.num_samples or 1,)),
         input_names=tuple(s.name for s in model.inputs),
         output_names=tuple(o.name for o in model.outputs),
         input_axes=MappingProxyType({s.name: batch_axis(s.shape) for s in model.inputs}),
@@ -228,7 +229,57 @@ def _unbatched(model: ModelConfig, inputs: InputsConfig, bench: BenchConfig) -> 
         if sizes and list(sizes) != [1]:
             raise ConfigError(f"{where}={list(sizes)}: no input of model '{model.name}' has a batch axis (its "
                               f"shapes are fixed), so it runs one sample at a time; leave {where} unset")
-    return dataclasses.replace(inputs, num_samples=1, batch_sizes=None)
+    return dataclasses.replace(inputs, num_samples=1 if inputs.num_samples is not None else None,
+                               batch_sizes=None)
+
+
+def _input_files(inputs: InputsConfig, model: ModelConfig, base: Path) -> InputsConfig:
+    """The input set with its files resolved against `base` and its source's settings checked (the files are
+    read, and their contents checked, when a golden is made: a verify runs on the golden's copy)."""
+    from parity import preprocess
+
+    source = value_of(inputs.source)
+    names = [s.name for s in model.inputs]
+    if source == "generated":
+        for key in ("path", "files", "image_input"):
+            if getattr(inputs, key):
+                raise ConfigError(f"inputs.{key} is set but inputs.source is generated (values drawn from the "
+                                  f"declared distributions); set inputs.source to the kind of files it names")
+        if inputs.num_samples is None:
+            raise ConfigError(f"inputs.num_samples is null: only an input set read from files (inputs.source) may "
+                              f"leave it to the files; input set '{inputs.name}' is generated")
+        return inputs
+    if source == "npy" and inputs.files:
+        if inputs.path:
+            raise ConfigError("inputs.source=npy takes inputs.files (one .npy per input) or inputs.path (a "
+                              "directory, or one .npy for a single-input model), not both")
+        unknown = sorted(set(inputs.files) - set(names))
+        missing = [n for n in names if n not in inputs.files]
+        if unknown or missing:
+            raise ConfigError(f"inputs.files names {sorted(inputs.files)}; the model's inputs are {names}")
+        files = {n: resolve_file(str(p), base) for n, p in inputs.files.items()}
+        return dataclasses.replace(inputs, files=files)
+    if inputs.files:
+        raise ConfigError(f"inputs.files is for inputs.source=npy; source {source} reads inputs.path")
+    if not inputs.path:
+        what = {"npy": "a directory of <input>.npy files, or one .npy", "npz": "an .npz file",
+                "images": "a directory or glob of images", "onnx_test_data": "a directory of test_data_set_N",
+                "polygraphy": "Polygraphy's inputs JSON"}[source]
+        raise ConfigError(f"inputs.source={source} needs inputs.path: {what}")
+    if source == "images":
+        preprocess.check(inputs.preprocess)
+        if inputs.image_input is None and len(names) > 1:
+            raise ConfigError(f"model '{model.name}' has {len(names)} inputs ({', '.join(names)}); name the one the "
+                              f"images fill with inputs.image_input=NAME")
+        if inputs.image_input is not None and inputs.image_input not in names:
+            raise ConfigError(f"inputs.image_input '{inputs.image_input}' is not an input of model '{model.name}' "
+                              f"({', '.join(names)})")
+    elif inputs.image_input:
+        raise ConfigError(f"inputs.image_input is for inputs.source=images; source {source} names its inputs")
+    if source == "npy" and len(names) > 1 and str(inputs.path).endswith(".npy"):
+        raise ConfigError(f"inputs.path is one .npy but model '{model.name}' has {len(names)} inputs; give "
+                          f"inputs.files={{name: file.npy, ...}} or an .npz")
+    return dataclasses.replace(inputs, path=resolve_file(str(inputs.path), base))
 
 
 def _check_model(model: ModelConfig) -> None:
@@ -297,7 +348,7 @@ def _check_numbers(tolerance: ToleranceConfig, reference: ReferenceToleranceConf
         raise ConfigError("bench.batch_sizes is empty; give at least one size, or null for the verify batch sizes")
     if any(b < 1 for b in bench.batch_sizes or []):
         raise ConfigError(f"bench.batch_sizes must be >= 1, got {list(bench.batch_sizes)}")
-    if inputs.num_samples < 1:
+    if inputs.num_samples is not None and inputs.num_samples < 1:
         raise ConfigError(f"inputs.num_samples must be >= 1, got {inputs.num_samples}")
     if inputs.batch_sizes is not None and not inputs.batch_sizes:
         raise ConfigError("inputs.batch_sizes is empty; give at least one size, or null for one batch of all "
@@ -305,7 +356,7 @@ def _check_numbers(tolerance: ToleranceConfig, reference: ReferenceToleranceConf
     for b in inputs.batch_sizes or []:
         if b < 1:
             raise ConfigError(f"inputs.batch_sizes must be >= 1, got {b}")
-        if b > inputs.num_samples:
+        if inputs.num_samples is not None and b > inputs.num_samples:
             raise ConfigError(f"batch size {b} exceeds the {inputs.num_samples} samples of input set "
                               f"'{inputs.name}'")
 

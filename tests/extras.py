@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -13,9 +14,28 @@ def _missing(*modules: str) -> list[str]:
 
 _TF = _missing("tensorflow", "keras", "tf2onnx")
 _OV = _missing("openvino")
+_CV = _missing("cv2")
 
 needs_tf = pytest.mark.skipif(bool(_TF), reason=f"the `tf` extra is not installed here (missing: {', '.join(_TF)})")
 needs_openvino = pytest.mark.skipif(bool(_OV), reason="the `openvino` extra is not installed here")
+needs_opencv = pytest.mark.skipif(bool(_CV), reason="the `opencv` extra (opencv-python-headless) is not installed here")
+
+# real photographs that ship inside scikit-image (skimage/data/*.png: files of the package, never downloaded)
+SAMPLE_PHOTOS = ("chelsea.png", "coffee.png", "astronaut.png", "motorcycle_left.png", "hubble_deep_field.jpg",
+                 "rocket.jpg")
+
+
+def sample_images(directory: Path, count: int) -> Path:
+    """`count` of scikit-image's bundled colour photos copied into `directory` as PNG files (sizes differ)."""
+    import skimage
+    from PIL import Image
+
+    data = Path(skimage.__file__).parent / "data"
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in SAMPLE_PHOTOS[:count]:
+        with Image.open(data / name) as image:
+            image.convert("RGB").save(directory / (Path(name).stem + ".png"))
+    return directory
 
 
 def openvino_reason() -> str | None:

@@ -21,9 +21,9 @@ from parity.transforms.float16 import Float16Transform
 class TinyConvNet(nn.Module):
     """A user's own model: conv -> BN -> ReLU -> pool -> linear, two named outputs."""
 
-    def __init__(self, channels: int = 4, num_classes: int = 3) -> None:
+    def __init__(self, channels: int = 4, num_classes: int = 3, in_channels: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(1, channels, 3, padding=1)
+        self.conv = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.bn = nn.BatchNorm2d(channels)
         self.head = nn.Linear(channels, num_classes)
 
@@ -32,8 +32,8 @@ class TinyConvNet(nn.Module):
         return {"features": features, "scores": self.head(features)}
 
 
-def tiny_conv_net(channels: int = 4, num_classes: int = 3) -> nn.Module:
-    return TinyConvNet(channels, num_classes)
+def tiny_conv_net(channels: int = 4, num_classes: int = 3, in_channels: int = 1) -> nn.Module:
+    return TinyConvNet(channels, num_classes, in_channels)
 
 
 def perturb_onnx(path: Path, delta: float, initializer: str | None = None, node_contains: str | None = None) -> str:

@@ -61,13 +61,16 @@ class GoldenInfo(Record):
     created: str | None = None
     weights_sha256: str | None = None
     written: bool = False
+    inputs_source: dict[str, Any] | None = None  # the files its inputs were read from, and their preprocessing
+    imported: dict[str, Any] | None = None  # the tool and files an imported golden came from
 
     @classmethod
     def of(cls, golden: Any, input_set: str, root: Any, written: bool = False) -> GoldenInfo:
         """What a loaded golden (parity.golden.Golden) says of itself, below the store's `root`."""
         return cls(input_set=input_set, root=str(Path(root).resolve()), path=str(golden.path),
                    num_samples=golden.num_samples, created=golden.manifest.get("created"),
-                   weights_sha256=golden.manifest.get("weights_sha256"), written=written)
+                   weights_sha256=golden.manifest.get("weights_sha256"), written=written,
+                   inputs_source=golden.manifest.get("inputs_source"), imported=golden.manifest.get("imported"))
 
 
 @dataclass
