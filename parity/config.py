@@ -23,8 +23,9 @@ BATCH = "batch"  # the symbol that marks the batch axis in an input's shape
 
 # What one job does. Functional API: "verify+bench" is a valid member name, so `mode=verify+bench` is
 # checked at compose time like the others.
-Mode = Enum("Mode", {"verify": "verify", "golden": "golden", "bench": "bench", "verify+bench": "verify+bench"},
-            type=str)
+# import / export: a golden from / to other tools' files (README "Exchange goldens with other programs").
+Mode = Enum("Mode", {"verify": "verify", "golden": "golden", "bench": "bench", "verify+bench": "verify+bench",
+                     "import": "import", "export": "export"}, type=str)
 
 
 class Distribution(str, Enum):
@@ -270,6 +271,35 @@ class BenchConfig:
 
 
 @dataclass
+class ImportConfig:
+    """mode=import: a golden for the model and input set (inputs.name) from another tool's files. The config key
+    is `import` (a Python keyword: the schema is attached to the top-level config under that name)."""
+
+    format: Optional[str] = None  # polygraphy | onnx_test_data | npy | raw | csv (parity.exchange.FORMATS)
+    # polygraphy: RunResults JSON (--save-outputs), or a directory with inputs.json + outputs.json;
+    # onnx_test_data: a directory of test_data_set_N (or one); npy: an .npz or a directory of <output>.npy (or
+    # parity's npy layout with index.json); raw / csv: a directory in parity's layout with its index.json
+    path: Optional[str] = None
+    # the inputs the outputs were computed from, where `path` does not hold them: polygraphy: its inputs JSON
+    # (--save-inputs); npy: an .npz, a directory of <input>.npy, or a directory `mode=export` wrote
+    inputs: Optional[str] = None
+    runner: Optional[str] = None  # polygraphy: the runner whose results become the golden (None: the only one)
+    tool: Optional[str] = None  # the program that wrote the files, as the manifest records it ("my C++ client")
+
+
+@dataclass
+class ExportConfig:
+    """mode=export: the golden of the model and input set written in another format, for other programs."""
+
+    format: Optional[str] = None  # polygraphy | onnx_test_data | npy | raw | csv
+    dir: Optional[str] = None  # a new or empty directory (relative: to the directory parity starts in)
+    # polygraphy / onnx_test_data: samples per iteration / test data set (None: all samples in one); a model
+    # built for one batch size takes that size
+    batch_size: Optional[int] = None
+    overwrite: bool = False  # replace a directory an earlier export wrote (one holding its index.json) only
+
+
+@dataclass
 class ChecksConfig:
     """Extra checks of a verify job."""
 
@@ -296,6 +326,18 @@ class ParityConfig:
     bench: BenchConfig = field(default_factory=BenchConfig)
     golden: GoldenConfig = field(default_factory=GoldenConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    # `import`: ImportConfig, attached by base_config() (a field cannot be named after a keyword)
+
+
+def base_config() -> Any:
+    """The top-level schema as a config node: ParityConfig with ImportConfig under the key `import`."""
+    from omegaconf import open_dict
+
+    node = OmegaConf.structured(ParityConfig)
+    with open_dict(node):
+        node["import"] = OmegaConf.structured(ImportConfig)
+    return node
 
 
 def register_configs() -> None:
@@ -313,7 +355,7 @@ def register_configs() -> None:
     if not OmegaConf.has_resolver("parity_stem"):
         OmegaConf.register_new_resolver("parity_stem", file_stem)
     cs = ConfigStore.instance()
-    cs.store(name="base_config", node=ParityConfig)
+    cs.store(name="base_config", node=base_config())
     cs.store(group="model", name="base_model", node=ModelConfig)
     cs.store(group="tolerance", name="base_tolerance", node=ToleranceConfig)
     cs.store(group="reference_tolerance", name="base_reference_tolerance", node=ReferenceToleranceConfig)

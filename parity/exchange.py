@@ -412,12 +412,15 @@ def _write_polygraphy(directory: Path, batches: list[tuple[dict[str, np.ndarray]
     from polygraphy.comparator.struct import IterationResult
     from polygraphy.json import save_json
 
+    from polygraphy.logger import G_LOGGER
+
     feeds = [{k: contiguous(v) for k, v in ins.items()} for ins, _ in batches]
-    save_json(feeds, str(directory / POLYGRAPHY_INPUTS), description="parity golden inputs")
     results = RunResults()
     results.append((POLYGRAPHY_RUNNER, [IterationResult(outputs={k: contiguous(v) for k, v in outs.items()},
                                                        runner_name=POLYGRAPHY_RUNNER) for _, outs in batches]))
-    results.save(str(directory / POLYGRAPHY_OUTPUTS))
+    with G_LOGGER.verbosity(G_LOGGER.WARNING):  # its "Saving … to <staging dir>" lines would name the wrong place
+        save_json(feeds, str(directory / POLYGRAPHY_INPUTS), description="parity golden inputs")
+        results.save(str(directory / POLYGRAPHY_OUTPUTS))
     return [directory / POLYGRAPHY_INPUTS, directory / POLYGRAPHY_OUTPUTS]
 
 
@@ -430,7 +433,10 @@ def split_batches(inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.nda
     """The samples as consecutive batches of `batch_size` (None: one batch of all); arrays without a batch axis
     go whole into every batch."""
     counts = {a.shape[axes["inputs"][n]] for n, a in inputs.items() if axes["inputs"].get(n, 0) is not None}
-    total = counts.pop() if len(counts) == 1 else 1
+    if len(counts) > 1:
+        raise DataError(f"the inputs hold different sample counts ({sorted(counts)}); they cannot be split into "
+                        f"batches")
+    total = counts.pop() if counts else 1
     size = total if batch_size is None else batch_size
     if size < 1 or total % size:
         raise DataError(f"export.batch_size={batch_size} does not divide the golden's {total} samples")

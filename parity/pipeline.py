@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from parity import checks, numerics, sources
+from parity import checks, numerics, sources, transfer
 from parity import inputs as inputs_mod
 from parity.bench import run_bench, with_plot
 from parity.conversion import ArtifactCache, Sessions, availability, build_conversion
@@ -49,6 +49,14 @@ def run_job(cfg: Any, context: JobContext, plan: JobPlan | None = None) -> JobRe
                             command_overrides=list(context.command_overrides))
         if plan.makes_golden:
             make_golden(plan, store, report)
+        if plan.mode == "import":
+            report.exporter = report.transform = report.backend.name = None  # nothing is exported or run
+            transfer.import_golden(plan, store, report, lambda framework: _build(plan, framework, report))
+        if plan.mode == "export":
+            report.exporter = report.transform = report.backend.name = None
+            report.exported = transfer.export_golden(plan, store, context.start_dir)
+            report.golden = GoldenInfo.of(store.load(plan.model.name, plan.inputs.name), plan.inputs.name,
+                                          store.root)
         cache = verify(plan, store, report, context.output_dir) if plan.verifies else None
         if plan.benches:
             bench(plan, report, context.output_dir, cache)

@@ -25,7 +25,9 @@ from parity.config import (
     BATCH,
     BenchConfig,
     ChecksConfig,
+    ExportConfig,
     GoldenConfig,
+    ImportConfig,
     InputsConfig,
     ModelConfig,
     NumericsConfig,
@@ -67,6 +69,8 @@ class JobPlan:
     bench: BenchConfig
     golden: GoldenConfig
     report: ReportConfig
+    importing: ImportConfig  # mode=import: the files a golden is made from (paths absolute)
+    exporting: ExportConfig  # mode=export: the format and directory (absolute)
 
     @property
     def makes_golden(self) -> bool:
@@ -126,10 +130,13 @@ def build_plan(cfg: Any, start_dir: Path | None = None) -> JobPlan:
     if checks.probes and not model.probes:
         raise ConfigError(f"checks.probes=true but model '{model.name}' declares no probes (model.probes)")
     _check_report(report)
+    mode = value_of(cfg.mode)
+    importing = _importing(typed_node(ImportConfig, cfg.get("import") or {}, "import"), mode, base)
+    exporting = _exporting(typed_node(ExportConfig, cfg.get("export") or {}, "export"), mode, base)
     batch_sizes = tuple(inputs.batch_sizes) if inputs.batch_sizes else None
     backend_tolerance = _tolerance_set(tolerance, per_output)
     return JobPlan(
-        mode=value_of(cfg.mode),
+        mode=mode,
         model=model,
         framework=framework,
         inputs=inputs,
@@ -151,6 +158,8 @@ def build_plan(cfg: Any, start_dir: Path | None = None) -> JobPlan:
         bench=bench,
         golden=golden,
         report=report,
+        importing=importing,
+        exporting=exporting,
     )
 
 
@@ -219,6 +228,43 @@ def _exporter(cfg: Any, model: ModelConfig, numerics: NumericsConfig, base: Path
                 not node.get("path"):
             node = OmegaConf.merge(node, {"path": model.path})
     return plugins.typed_config("exporter", node, numerics, base)
+
+
+def _importing(settings: ImportConfig, mode: str, base: Path) -> ImportConfig:
+    from parity.exchange import FORMATS
+
+    if mode != "import":
+        return settings
+    if settings.format not in FORMATS:
+        raise ConfigError(f"mode=import needs import.format: one of {', '.join(FORMATS)} (got {settings.format})")
+    if not settings.path:
+        raise ConfigError(f"mode=import needs import.path: the {settings.format} files to make the golden from")
+    if settings.runner and settings.format != "polygraphy":
+        raise ConfigError("import.runner picks a runner of Polygraphy's RunResults; import.format is "
+                          f"{settings.format}")
+    if settings.inputs and settings.format not in ("polygraphy", "npy"):
+        raise ConfigError(f"import.inputs is for the polygraphy and npy formats; {settings.format} files hold "
+                          f"their inputs beside the outputs")
+    return dataclasses.replace(settings, path=resolve_file(settings.path, base),
+                               inputs=resolve_file(settings.inputs, base) if settings.inputs else None)
+
+
+def _exporting(settings: ExportConfig, mode: str, base: Path) -> ExportConfig:
+    from parity.exchange import FORMATS
+
+    if mode != "export":
+        return settings
+    if settings.format not in FORMATS:
+        raise ConfigError(f"mode=export needs export.format: one of {', '.join(FORMATS)} (got {settings.format})")
+    if not settings.dir:
+        raise ConfigError("mode=export needs export.dir: a new or empty directory to write the files into")
+    if settings.batch_size is not None:
+        if settings.format not in ("polygraphy", "onnx_test_data"):
+            raise ConfigError(f"export.batch_size splits the samples into Polygraphy iterations or ONNX test data "
+                              f"sets; {settings.format} files hold every sample at once")
+        if settings.batch_size < 1:
+            raise ConfigError(f"export.batch_size must be >= 1, got {settings.batch_size}")
+    return dataclasses.replace(settings, dir=resolve_file(settings.dir, base))
 
 
 def _unbatched(model: ModelConfig, inputs: InputsConfig, bench: BenchConfig) -> InputsConfig:

@@ -96,9 +96,13 @@ def read(plan: Any) -> exchange.TensorSets:
     raise DataError(f"inputs.source '{source}' reads no files")
 
 
-def check(plan: Any, arrays: dict[str, np.ndarray], where: str) -> int:
+_PLAN = object()
+
+
+def check(plan: Any, arrays: dict[str, np.ndarray], where: str, expected: Any = _PLAN) -> int:
     """Arrays read for the declared inputs: the same names, dtypes and shapes (any count on the batch axis), one
-    count for all, and inputs.num_samples when set. Returns the count; DataError naming what differs."""
+    count for all, and `expected` samples (default: inputs.num_samples; None: any). Returns the count; DataError
+    naming what differs."""
     declared = [s.name for s in plan.model.inputs]
     missing = [n for n in declared if n not in arrays]
     extra = sorted(set(arrays) - set(declared))
@@ -126,7 +130,8 @@ def check(plan: Any, arrays: dict[str, np.ndarray], where: str) -> int:
     count = found.pop() if found else 1
     if count < 1:
         raise DataError(f"{where}: the files hold no samples")
-    expected = plan.inputs.num_samples
+    if expected is _PLAN:
+        expected = plan.inputs.num_samples
     if expected is not None and count != expected:
         raise DataError(f"{where}: the files hold {count} sample(s), input set '{plan.inputs.name}' declares "
                         f"inputs.num_samples={expected}; set inputs.num_samples={count}, or null to take every "

@@ -95,6 +95,7 @@ class JobReport:
     numerics: dict[str, Any] | None = None
     bench: BenchReport | None = None
     candidates: list[Candidate] = field(default_factory=list)
+    exported: dict[str, Any] | None = None  # mode=export: format, directory, files
     error: str | None = None
     seconds: float = 0.0
 
@@ -158,7 +159,8 @@ class JobReport:
                 verdicts.append(Verdict.PASS)
         if self.error:
             verdicts.append(Verdict.ERROR)
-        elif self.mode == "golden" and self.golden.written:
+        elif (self.mode in ("golden", "import") and self.golden.written) or \
+                (self.mode == "export" and self.exported is not None):
             verdicts.append(Verdict.PASS)
         verdict = overall(verdicts)
         backend_checks = [c.verdict for c in self.checks if c.check == "backend"] + ([Verdict.SKIP] * bench_skipped)
@@ -198,6 +200,7 @@ class JobReport:
             "numerics": self.numerics,
             "bench": self.bench,
             "candidates": self.candidates,
+            "exported": self.exported,
             "config": self.config,
             "environment": self.environment,
             "seconds": self.seconds,

@@ -184,6 +184,10 @@ def summary_line(report: dict[str, Any]) -> str:
             where += f" (skipped: {report['backend']['skip_reason']})"
     else:
         where += f" golden={report['golden']['path']}"
+        if report.get("exported"):
+            where += f" exported={report['exported']['format']}:{report['exported']['dir']}"
+        elif report["mode"] == "import" and (report["golden"].get("imported") or {}).get("format"):
+            where += f" imported={report['golden']['imported']['format']}:{report['golden']['imported']['path']}"
     return f"{report['verdict']}  {where}"
 
 
