@@ -5,10 +5,10 @@ Exporters, backends and transforms define their own schemas beside their classes
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import Any, Optional, TypeVar, get_type_hints
 
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -23,9 +23,10 @@ BATCH = "batch"  # the symbol that marks the batch axis in an input's shape
 
 # What one job does. Functional API: "verify+bench" is a valid member name, so `mode=verify+bench` is
 # checked at compose time like the others.
-# import / export: a golden from / to other tools' files (README "Exchange goldens with other programs").
+# import / export: a golden from / to other tools' files (README "Exchange goldens with other programs");
+# compare_preprocess: two image preprocessing pipelines on the same images (README "Check on your own data").
 Mode = Enum("Mode", {"verify": "verify", "golden": "golden", "bench": "bench", "verify+bench": "verify+bench",
-                     "import": "import", "export": "export"}, type=str)
+                     "import": "import", "export": "export", "compare_preprocess": "compare_preprocess"}, type=str)
 
 
 class Distribution(str, Enum):
@@ -212,6 +213,22 @@ class PreprocessConfig:
     dtype: str = "float32"  # the input's element type (integer types round and clip to their range)
 
 
+# PreprocessConfig's fields, every one optional (None: as in inputs.preprocess): the other pipeline of
+# mode=compare_preprocess, e.g. compare_preprocess.against.library=opencv
+PreprocessChanges = make_dataclass(
+    "PreprocessChanges",
+    [(f.name, Optional[get_type_hints(PreprocessConfig)[f.name]], field(default=None)) for f in fields(PreprocessConfig)])
+
+
+@dataclass
+class ComparePreprocessConfig:
+    """mode=compare_preprocess: inputs.preprocess (pipeline a) against the same steps with `against`'s changes (b),
+    on the images of inputs.path, through the source model. tolerance.min_top1_agreement and max_prob_diff_pp,
+    where set, decide the verdict (unset: the comparison is reported, and PASSes)."""
+
+    against: PreprocessChanges = field(default_factory=PreprocessChanges)
+
+
 @dataclass
 class InputsConfig:
     """The input set stored with the golden: where its values come from, how many samples, which batch sizes."""
@@ -327,6 +344,7 @@ class ParityConfig:
     golden: GoldenConfig = field(default_factory=GoldenConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    compare_preprocess: ComparePreprocessConfig = field(default_factory=ComparePreprocessConfig)
     # `import`: ImportConfig, attached by base_config() (a field cannot be named after a keyword)
 
 

@@ -52,6 +52,8 @@ def run_job(cfg: Any, context: JobContext, plan: JobPlan | None = None) -> JobRe
         if plan.mode == "import":
             report.exporter = report.transform = report.backend.name = None  # nothing is exported or run
             transfer.import_golden(plan, store, report, lambda framework: _build(plan, framework, report))
+        if plan.mode == "compare_preprocess":
+            compare_pipelines(plan, report)
         if plan.mode == "export":
             report.exporter = report.transform = report.backend.name = None
             report.exported = transfer.export_golden(plan, store, context.start_dir)
@@ -107,6 +109,22 @@ def make_golden(plan: JobPlan, store: GoldenStore, report: JobReport) -> None:
     log.info("golden written: %s", path)
     report.golden = GoldenInfo.of(store.load(plan.model.name, plan.inputs.name), plan.inputs.name, store.root,
                                  written=True)
+
+
+def compare_pipelines(plan: JobPlan, report: JobReport) -> None:
+    """mode=compare_preprocess: both image pipelines through the source model, eager on CPU (no golden, no
+    export): what the preprocessing difference alone does to the outputs."""
+    from parity.compare_preprocess import pipeline_b, run
+
+    framework = framework_for(plan.framework)
+    report.exporter = report.transform = None
+    report.backend = BackendInfo(name=f"{framework.reference_backend} (reference)", accepts=[framework.name],
+                                 available=True)
+    pipeline_b(plan)  # a bad pipeline b is a configuration error before the model is built
+    framework.require()
+    model = _build(plan, framework, report)
+    report.preprocess_comparison = run(plan, framework, model)
+    log.info("preprocessing a vs b: %s", report.preprocess_comparison["message"])
 
 
 def verify(plan: JobPlan, store: GoldenStore, report: JobReport, work_dir: Path) -> ArtifactCache | None:

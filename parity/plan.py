@@ -25,6 +25,7 @@ from parity.config import (
     BATCH,
     BenchConfig,
     ChecksConfig,
+    ComparePreprocessConfig,
     ExportConfig,
     GoldenConfig,
     ImportConfig,
@@ -71,6 +72,7 @@ class JobPlan:
     report: ReportConfig
     importing: ImportConfig  # mode=import: the files a golden is made from (paths absolute)
     exporting: ExportConfig  # mode=export: the format and directory (absolute)
+    comparing: ComparePreprocessConfig  # mode=compare_preprocess: pipeline b's changes
 
     @property
     def makes_golden(self) -> bool:
@@ -133,6 +135,10 @@ def build_plan(cfg: Any, start_dir: Path | None = None) -> JobPlan:
     mode = value_of(cfg.mode)
     importing = _importing(typed_node(ImportConfig, cfg.get("import") or {}, "import"), mode, base)
     exporting = _exporting(typed_node(ExportConfig, cfg.get("export") or {}, "export"), mode, base)
+    comparing = typed_node(ComparePreprocessConfig, cfg.get("compare_preprocess") or {}, "compare_preprocess")
+    if mode == "compare_preprocess" and value_of(inputs.source) != "images":
+        raise ConfigError("mode=compare_preprocess compares image pipelines: it needs inputs=images "
+                          "inputs.path=<images> (inputs.source=images)")
     batch_sizes = tuple(inputs.batch_sizes) if inputs.batch_sizes else None
     backend_tolerance = _tolerance_set(tolerance, per_output)
     return JobPlan(
@@ -160,6 +166,7 @@ def build_plan(cfg: Any, start_dir: Path | None = None) -> JobPlan:
         report=report,
         importing=importing,
         exporting=exporting,
+        comparing=comparing,
     )
 
 

@@ -234,3 +234,72 @@ def test_the_cli_names_a_bad_input_file_in_one_line(cli, tmp_path: Path) -> None
                  f"golden.root={tmp_path / 'golden'}", cwd=tmp_path)
     assert result.returncode == 2
     assert "broken.npz is not an .npz archive" in result.stdout + result.stderr
+
+
+# -- mode=compare_preprocess: two pipelines on the same images ----------------------------------------------------
+
+COMPARE = [*RGB, *SMALL, "mode=compare_preprocess"]
+
+
+def test_two_pipelines_are_compared_in_one_table_with_their_effect_on_the_model(cli, tmp_path: Path) -> None:
+    photos = sample_images(tmp_path / "photos", 4)
+    result = cli(*COMPARE, f"inputs.path={photos}", "compare_preprocess.against.interpolation=nearest")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "preprocessing a: pillow bilinear, shorter side 36" in out and "preprocessing b: pillow nearest" in out
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    assert table[0].split("|")[1].strip() == "image" and "scores top-1 a/b" in table[0] and "Δp max pp" in table[0]
+    assert [row.split("|")[1].strip() for row in table[1:]] == ["astronaut.png", "chelsea.png", "coffee.png",
+                                                                "motorcycle_left.png", "all"]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    comparison = report["preprocess_comparison"]
+    assert comparison["a"]["interpolation"] == "bilinear" and comparison["b"]["interpolation"] == "nearest"
+    every = comparison["overall"]
+    assert every["max_abs"] > 0.1 and 10 < every["pct_differ"] <= 100  # different pipelines: different tensors
+    scores = every["outputs"]["scores"]
+    assert 0 <= scores["top1_agreement"] <= 1 and scores["prob_diff_max_pp"] > 0 and scores["grade"]
+    assert all(row["outputs"]["scores"]["top1_a"] in range(10) for row in comparison["images"])
+    assert report["verdict"] == "PASS" and "reported" in comparison["message"]
+
+
+def test_the_tolerance_decides_the_comparison_where_it_is_set(run_parity, tmp_path: Path) -> None:
+    photos = sample_images(tmp_path / "photos", 3)
+    report, code = run_parity([*COMPARE, f"inputs.path={photos}", "compare_preprocess.against.interpolation=nearest",
+                               "tolerance.max_prob_diff_pp=0.000001"], tmp_path / "golden")
+    assert code == 1 and report["verdict"] == "FAIL"
+    assert "scores: probability difference" in report["preprocess_comparison"]["message"]
+    report, code = run_parity([*COMPARE, f"inputs.path={photos}", "compare_preprocess.against.interpolation=nearest",
+                               "tolerance.max_prob_diff_pp=100", "tolerance.min_top1_agreement=0"],
+                              tmp_path / "golden")
+    assert code == 0 and report["preprocess_comparison"]["message"] == "within tolerance"
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ([], "mode=compare_preprocess needs the other pipeline"),
+    (["compare_preprocess.against.interpolation=bilinear"], "changes nothing"),
+    (["compare_preprocess.against.library=opencv"], "compare_preprocess.against.interpolation 'bilinear' is not an "
+                                                    "OpenCV interpolation"),
+])
+def test_a_bad_pipeline_b_is_a_configuration_error(run_parity, tmp_path: Path, extra: list[str],
+                                                   expected: str) -> None:
+    photos = sample_images(tmp_path / "photos", 1)
+    report, code = run_parity([*COMPARE, f"inputs.path={photos}", *extra], tmp_path / "golden")
+    assert code == 2 and report["error"].startswith("configuration error") and expected in report["error"], \
+        report["error"]
+
+
+def test_compare_preprocess_needs_images(run_parity, tmp_path: Path) -> None:
+    report, code = run_parity([*MLP, "mode=compare_preprocess"], tmp_path / "golden")
+    assert code == 2 and "it needs inputs=images" in report["error"]
+
+
+@needs_opencv
+def test_seed_000_opencv_inter_linear_against_pillows_filter_through_the_model(run_parity, tmp_path: Path) -> None:
+    photos = sample_images(tmp_path / "photos", 4)
+    report, code = run_parity([*COMPARE, f"inputs.path={photos}", "compare_preprocess.against.library=opencv",
+                               "compare_preprocess.against.interpolation=INTER_LINEAR"], tmp_path / "golden")
+    assert code == 0, report.get("error")
+    comparison = report["preprocess_comparison"]
+    assert comparison["b"]["library"] == "opencv" and comparison["b"]["opencv_version"]
+    assert comparison["overall"]["pct_differ"] > 50  # almost every value differs ...
+    assert comparison["overall"]["outputs"]["scores"]["prob_diff_max_pp"] > 0  # ... and so do the probabilities

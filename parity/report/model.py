@@ -96,6 +96,7 @@ class JobReport:
     bench: BenchReport | None = None
     candidates: list[Candidate] = field(default_factory=list)
     exported: dict[str, Any] | None = None  # mode=export: format, directory, files
+    preprocess_comparison: dict[str, Any] | None = None  # mode=compare_preprocess (parity.compare_preprocess)
     error: str | None = None
     seconds: float = 0.0
 
@@ -157,6 +158,8 @@ class JobReport:
                 verdicts.append(Verdict.ERROR)
             elif self.bench.results:
                 verdicts.append(Verdict.PASS)
+        if self.preprocess_comparison is not None:
+            verdicts.append(Verdict(self.preprocess_comparison["verdict"]))
         if self.error:
             verdicts.append(Verdict.ERROR)
         elif (self.mode in ("golden", "import") and self.golden.written) or \
@@ -201,6 +204,7 @@ class JobReport:
             "bench": self.bench,
             "candidates": self.candidates,
             "exported": self.exported,
+            "preprocess_comparison": self.preprocess_comparison,
             "config": self.config,
             "environment": self.environment,
             "seconds": self.seconds,

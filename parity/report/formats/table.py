@@ -77,6 +77,7 @@ def job_table(report: dict[str, Any], fmt: str = "github") -> str:
     if ran:
         lines.append(ran)
     lines.extend(diagnostics_lines(report, fmt))
+    lines.extend(preprocess_lines(report, fmt))
     lines.extend(bench_lines(report, fmt))
     if report["error"]:
         lines.append(f"error: {report['error']}")
@@ -172,6 +173,43 @@ def bench_lines(report: dict[str, Any], fmt: str = "github") -> list[str]:
     return lines
 
 
+def _pipeline(steps: dict[str, Any]) -> str:
+    size = f"resize {steps['resize']}" if steps.get("resize") else \
+        f"shorter side {steps['resize_shorter']}" if steps.get("resize_shorter") else "no resize"
+    return (f"{steps['library']} {steps['interpolation']}, {size}, crop {steps.get('crop') or 'none'}, "
+            f"{steps['layout']} {steps['dtype']}")
+
+
+def preprocess_lines(report: dict[str, Any], fmt: str) -> list[str]:
+    """mode=compare_preprocess: one table, a row per image and one for all: tensors a vs b, then the model's
+    outputs (top-1 of each and agreement, probability difference with seed 000's grade; max abs otherwise)."""
+    comparison = report.get("preprocess_comparison")
+    if not comparison:
+        return []
+    outputs = list(comparison["overall"]["outputs"])
+    headers = ["image", "tensor max abs", "mean abs", "% differ"]
+    for name in outputs:
+        if "top1_agreement" in comparison["overall"]["outputs"][name]:
+            headers += [f"{name} top-1 a/b", "agree", "Δp max pp"]
+        else:
+            headers += [f"{name} max abs"]
+    body = []
+    for row in [*comparison["images"], comparison["overall"]]:
+        cells = [row["image"], _num(row["max_abs"]), _num(row["mean_abs"]), _num(row["pct_differ"], ".3g")]
+        for name in outputs:
+            stats = row["outputs"][name]
+            if "top1_agreement" in stats:
+                tops = f"{stats['top1_a']}/{stats['top1_b']}" if "top1_a" in stats else "—"
+                cells += [tops, _num(stats["top1_agreement"], ".0%"),
+                          f"{_num(stats['prob_diff_max_pp'])} ({stats['grade']})"]
+            else:
+                cells += [_num(stats["max_abs"])]
+        body.append(cells)
+    return [f"preprocessing a: {_pipeline(comparison['a'])}", f"preprocessing b: {_pipeline(comparison['b'])}",
+            tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True),
+            f"{comparison['verdict']}: {comparison['message']}"]
+
+
 def summary_line(report: dict[str, Any]) -> str:
     where = f"model={report['model']['name']}"
     if report["mode"] in ("verify", "bench", "verify+bench"):
@@ -182,6 +220,9 @@ def summary_line(report: dict[str, Any]) -> str:
         where += f" backend={report['backend']['name']}"
         if report["backend"]["skip_reason"]:
             where += f" (skipped: {report['backend']['skip_reason']})"
+    elif report["mode"] == "compare_preprocess":
+        comparison = report.get("preprocess_comparison") or {}
+        where += f" images={len(comparison.get('images', []))}"
     else:
         where += f" golden={report['golden']['path']}"
         if report.get("exported"):
