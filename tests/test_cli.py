@@ -18,7 +18,7 @@ from tests.conftest import REPO, SEARCHPATH
     [
         ("model.no_such_key=1", "Key 'no_such_key' not in 'ModelConfig'"),
         ("tolerance.atol=abc", "could not be converted to Float"),
-        ("mode=bogus", "expected one of [verify, golden, bench, verify+bench, import, export]"),
+        ("mode=bogus", "expected one of [verify, golden, bench, verify+bench, import, export, compare_preprocess]"),
         ("model=no_such_model", "no model option 'no_such_model' (available: centerpoint, cifar10_vgg"),
             ("model=resnet", "did you mean 'resnet18'?"),
         ("backend.graph_optimization_level=[1]", "backend.graph_optimization_level"),

@@ -207,7 +207,7 @@ CASES = [
     Case("zero-repeats", ("checks.repeats=0",), "checks.repeats must be >= 1"),
     Case("zero-localize-chunk", ("checks.localize_chunk=0",), "checks.localize_chunk must be >= 1"),
     Case("probes-without-probes", ("checks.probes=true",), "declares no probes"),
-    Case("bogus-mode", ("mode=bogus",), "expected one of [verify, golden, bench, verify+bench, import, export]"),
+    Case("bogus-mode", ("mode=bogus",), "expected one of [verify, golden, bench, verify+bench, import, export, compare_preprocess]"),
     Case("bogus-localize", ("localize=bogus",), "localize"),
     Case("model-typo", ("model=mlpp",), "no model option 'mlpp' (available: "),
     Case("exporter-typo", ("exporter=dynamoo",), "did you mean 'dynamo'?"),
