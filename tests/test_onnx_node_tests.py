@@ -1,0 +1,74 @@
+"""ONNX's own operator tests, built in memory by onnx.backend.test.loader, imported as goldens of ONNX-only models
+and run on a backend in one Hydra sweep: a handful of cases here; the full run is in the README."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+from tests.extras import needs_openvino
+
+SUPPORTED = ["test_abs", "test_add", "test_relu", "test_matmul_2d", "test_conv_with_strides_padding"]
+LEFT_OUT = {"test_equal_string": "holds strings", "test_reduce_min_empty_set": "NaN/Inf",
+            "test_sequence_insert_at_back": "not tensors",
+            "test_cast_FLOAT_to_FLOAT8E4M3FN": "element type FLOAT8E4M3FN"}
+
+
+def tool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "parity.onnx_node_tests", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+
+
+def test_node_tests_import_as_goldens_and_sweep_on_a_backend(cli, tmp_path: Path) -> None:
+    cases = ",".join([*SUPPORTED, *LEFT_OUT])
+    result = tool("--cases", cases, "--dir", "node_tests", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = dict(line.split("] ", 1)[1].split(": ", 1) for line in result.stdout.splitlines() if line.startswith("["))
+    assert {name for name, status in lines.items() if status == "imported"} == set(SUPPORTED)
+    for name, reason in LEFT_OUT.items():
+        assert reason in lines[name], (name, lines[name])
+    directory = tmp_path / "node_tests"
+    assert sorted(p.stem for p in (directory / "conf" / "model").glob("*.yaml")) == sorted(SUPPORTED)
+    manifest = json.loads((directory / "golden" / "test_conv_with_strides_padding" / "onnx_node" /
+                           "manifest.json").read_text())
+    assert manifest["imported"]["format"] == "onnx_test_data" and manifest["imported"]["tool"] == "onnx node tests"
+    assert f"--config-dir {directory / 'conf'} 'model=glob(test_*)'" in result.stdout
+    sweep = cli("-m", f"--config-dir={directory / 'conf'}", "model=glob(test_*)",
+                f"golden.root={directory / 'golden'}", "backend=ort_cpu", cwd=tmp_path)
+    assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
+    summary = [line for line in sweep.stdout.splitlines() if line.startswith(("PASS  model=", "FAIL  model="))]
+    assert sorted(line.split()[1] for line in summary) == sorted(f"model={c}" for c in SUPPORTED)
+    reports = sorted((tmp_path / "sweep").glob("*/report.json"))
+    assert len(reports) == len(SUPPORTED)
+    for path in reports:
+        report = json.loads(path.read_text())
+        assert report["verdict"] == "PASS" and report["golden"]["imported"]["format"] == "onnx_test_data"
+        reference = report["checks"][0]["outputs"][0]
+        assert reference["atol"] == 1e-7 and reference["rtol"] == 1e-3  # ONNX's own runner tolerance
+    again = tool("--cases", "test_abs", "--dir", "node_tests", cwd=tmp_path)
+    assert again.returncode == 1 and "already exists" in again.stdout  # an import never replaces a golden ...
+    forced = tool("--cases", "test_abs", "--dir", "node_tests", "--overwrite", cwd=tmp_path)
+    assert forced.returncode == 0 and "test_abs: imported" in forced.stdout  # ... unless asked to
+
+
+@needs_openvino
+def test_node_test_goldens_run_on_openvino(cli, tmp_path: Path) -> None:
+    assert tool("--cases", "test_relu,test_add", "--dir", "nt", cwd=tmp_path).returncode == 0
+    sweep = cli("-m", f"--config-dir={tmp_path / 'nt' / 'conf'}", "model=glob(test_*)",
+                f"golden.root={tmp_path / 'nt' / 'golden'}", "backend=openvino_cpu", cwd=tmp_path)
+    assert sweep.returncode == 0, sweep.stdout[-3000:]
+    assert sweep.stdout.count("PASS  model=test_") == 2
+
+
+def test_the_tool_lists_cases_and_refuses_an_empty_choice(tmp_path: Path) -> None:
+    listed = tool("--list", "--cases", "test_abs,test_equal_string", cwd=tmp_path)
+    assert listed.returncode == 0
+    assert listed.stdout.splitlines() == ["test_abs: supported", "test_equal_string: an input holds strings"]
+    missing = tool("--dir", "x", cwd=tmp_path)
+    assert missing.returncode == 2 and "--cases is required" in missing.stderr
+    none = tool("--cases", "test_no_such_operator", cwd=tmp_path)
+    assert none.returncode == 2 and "no ONNX node test matches" in none.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "onnx_node_tests").exists()
