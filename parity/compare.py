@@ -82,12 +82,19 @@ class Tolerance:
                 problems.append(f"{stat} abs {stats[stat + '_abs']:.3g} > atol {self.atol:g} and "
                                 f"{stat} rel {stats[stat + '_rel']:.3g} > rtol {self.rtol:g}")
         if classification is not None:
-            if self.min_top1_agreement is not None and classification["top1_agreement"] < self.min_top1_agreement:
-                problems.append(f"top-1 agreement {classification['top1_agreement']:.2%} < "
-                                f"{self.min_top1_agreement:.2%}")
-            if self.max_prob_diff_pp is not None and classification["prob_diff_max_pp"] > self.max_prob_diff_pp:
-                problems.append(f"probability diff {classification['prob_diff_max_pp']:.3g} pp > "
-                                f"{self.max_prob_diff_pp:g} pp")
+            problems += self.classification_violations(classification)
+        return problems
+
+    def classification_violations(self, classification: Mapping[str, Any]) -> list[str]:
+        """Why top-1 agreement / probability differences (`classification_metrics`) fail this tolerance's
+        thresholds; [] when they pass or none is set."""
+        problems = []
+        if self.min_top1_agreement is not None and classification["top1_agreement"] < self.min_top1_agreement:
+            problems.append(f"top-1 agreement {classification['top1_agreement']:.2%} < "
+                            f"{self.min_top1_agreement:.2%}")
+        if self.max_prob_diff_pp is not None and classification["prob_diff_max_pp"] > self.max_prob_diff_pp:
+            problems.append(f"probability diff {classification['prob_diff_max_pp']:.3g} pp > "
+                            f"{self.max_prob_diff_pp:g} pp")
         return problems
 
     def accepts(self, stats: Mapping[str, Any], classification: Mapping[str, Any] | None = None) -> bool:

@@ -79,12 +79,7 @@ def run(plan: Any, framework: Any, model: Any) -> dict[str, Any]:
         stats = _output_stats(outs_a[spec.name], outs_b[spec.name], spec, None)
         overall["outputs"][spec.name] = stats
         if "top1_agreement" in stats:
-            if tolerance.min_top1_agreement is not None and stats["top1_agreement"] < tolerance.min_top1_agreement:
-                problems.append(f"{spec.name}: top-1 agreement {stats['top1_agreement']:.0%} < "
-                                f"{tolerance.min_top1_agreement:.0%}")
-            if tolerance.max_prob_diff_pp is not None and stats["prob_diff_max_pp"] > tolerance.max_prob_diff_pp:
-                problems.append(f"{spec.name}: probability difference {stats['prob_diff_max_pp']:.3g} pp > "
-                                f"{tolerance.max_prob_diff_pp:g} pp")
+            problems += [f"{spec.name}: {p}" for p in tolerance.classification_violations(stats)]
     verdicts.append(Verdict.FAIL if problems else Verdict.PASS)
     judged = tolerance.min_top1_agreement is not None or tolerance.max_prob_diff_pp is not None
     message = "; ".join(problems) if problems else \

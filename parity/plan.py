@@ -237,13 +237,17 @@ def _exporter(cfg: Any, model: ModelConfig, numerics: NumericsConfig, base: Path
     return plugins.typed_config("exporter", node, numerics, base)
 
 
-def _importing(settings: ImportConfig, mode: str, base: Path) -> ImportConfig:
+def _format(mode: str, fmt: str | None) -> None:
     from parity.exchange import FORMATS
 
+    if fmt not in FORMATS:
+        raise ConfigError(f"mode={mode} needs {mode}.format: one of {', '.join(FORMATS)} (got {fmt})")
+
+
+def _importing(settings: ImportConfig, mode: str, base: Path) -> ImportConfig:
     if mode != "import":
         return settings
-    if settings.format not in FORMATS:
-        raise ConfigError(f"mode=import needs import.format: one of {', '.join(FORMATS)} (got {settings.format})")
+    _format(mode, settings.format)
     if not settings.path:
         raise ConfigError(f"mode=import needs import.path: the {settings.format} files to make the golden from")
     if settings.runner and settings.format != "polygraphy":
@@ -257,12 +261,9 @@ def _importing(settings: ImportConfig, mode: str, base: Path) -> ImportConfig:
 
 
 def _exporting(settings: ExportConfig, mode: str, base: Path) -> ExportConfig:
-    from parity.exchange import FORMATS
-
     if mode != "export":
         return settings
-    if settings.format not in FORMATS:
-        raise ConfigError(f"mode=export needs export.format: one of {', '.join(FORMATS)} (got {settings.format})")
+    _format(mode, settings.format)
     if not settings.dir:
         raise ConfigError("mode=export needs export.dir: a new or empty directory to write the files into")
     if settings.batch_size is not None:

@@ -267,7 +267,7 @@ def test_the_tolerance_decides_the_comparison_where_it_is_set(run_parity, tmp_pa
     report, code = run_parity([*COMPARE, f"inputs.path={photos}", "compare_preprocess.against.interpolation=nearest",
                                "tolerance.max_prob_diff_pp=0.000001"], tmp_path / "golden")
     assert code == 1 and report["verdict"] == "FAIL"
-    assert "scores: probability difference" in report["preprocess_comparison"]["message"]
+    assert "scores: probability diff" in report["preprocess_comparison"]["message"]
     report, code = run_parity([*COMPARE, f"inputs.path={photos}", "compare_preprocess.against.interpolation=nearest",
                                "tolerance.max_prob_diff_pp=100", "tolerance.min_top1_agreement=0"],
                               tmp_path / "golden")
