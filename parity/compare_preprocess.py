@@ -66,7 +66,7 @@ def run(plan: Any, framework: Any, model: Any) -> dict[str, Any]:
         check(plan, feeds, f"inputs.path {plan.inputs.path}", expected=None)
     outs_a = framework.run(model, feeds_a, plan.input_names, plan.output_names)
     outs_b = framework.run(model, feeds_b, plan.input_names, plan.output_names)
-    tolerance = plan.backend_tolerance.default
+    tolerances = plan.backend_tolerance  # per output: tolerance.per_output entries apply
     rows, verdicts = [], []
     for index, path in enumerate(files):
         row = {"image": path.name, **_tensor_stats(a[index], b[index]), "outputs": {}}
@@ -79,9 +79,10 @@ def run(plan: Any, framework: Any, model: Any) -> dict[str, Any]:
         stats = _output_stats(outs_a[spec.name], outs_b[spec.name], spec, None)
         overall["outputs"][spec.name] = stats
         if "top1_agreement" in stats:
-            problems += [f"{spec.name}: {p}" for p in tolerance.classification_violations(stats)]
+            problems += [f"{spec.name}: {p}" for p in tolerances(spec.name).classification_violations(stats)]
     verdicts.append(Verdict.FAIL if problems else Verdict.PASS)
-    judged = tolerance.min_top1_agreement is not None or tolerance.max_prob_diff_pp is not None
+    judged = any(tolerances(s.name).min_top1_agreement is not None or tolerances(s.name).max_prob_diff_pp is not None
+                 for s in plan.model.outputs)
     message = "; ".join(problems) if problems else \
         ("within tolerance" if judged else "reported (no tolerance.min_top1_agreement / max_prob_diff_pp set)")
     return {"a": preprocess.describe(a_steps), "b": preprocess.describe(b_steps), "image_input": name,

@@ -206,7 +206,7 @@ class PreprocessConfig:
     resize: Optional[list[int]] = None  # [height, width]: resize to exactly this
     resize_shorter: Optional[int] = None  # or: the shorter side to this, the aspect ratio kept
     crop: Optional[list[int]] = None  # then a centre crop [height, width]
-    scale: float = 1.0 / 255.0  # then pixel values times this (in float32) ...
+    scale: float = 1.0 / 255.0  # then pixel values times this, in float32 (1/N divides by N, as torchvision) ...
     mean: list[float] = field(default_factory=list)  # ... minus the per-channel mean, divided by std ([] = none)
     std: list[float] = field(default_factory=list)
     layout: str = "NCHW"  # NCHW (channels first) | NHWC

@@ -262,7 +262,9 @@ def read_dir(fmt: str, directory: Path) -> TensorSets:
         arrays = {}
         for entry in index.get(section) or []:
             try:
-                name, rel, dtype, shape = entry["name"], entry["file"], entry["dtype"], list(entry["shape"])
+                name, rel, dtype, shape = entry["name"], entry["file"], entry["dtype"], entry["shape"]
+                if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+                    raise TypeError(f"a shape of non-negative integers (got {shape!r})")
                 numpy_dtype(dtype)
             except (KeyError, TypeError) as exc:
                 raise DataError(f"{directory / INDEX}: a {section} entry lacks {one_line(exc)}") from None
@@ -290,7 +292,17 @@ def read_dir(fmt: str, directory: Path) -> TensorSets:
 # -- ONNX test data sets ----------------------------------------------------------------------------
 
 
-def _number(path: Path) -> int:
+def npy_dir_files(directory: Path, section: str) -> list[Path]:
+    """The files of a directory of .npy arrays: its index and the `section` ("inputs" / "outputs") files the
+    index lists, or, without an index, every .npy in it."""
+    if not (directory / INDEX).is_file():
+        return sorted(directory.glob("*.npy"))
+    index = read_index(directory)
+    return [directory / INDEX, *(directory / str(e.get("file")) for e in index.get(section) or []
+                                 if isinstance(e, dict))]
+
+
+def number(path: Path) -> int:
     match = re.search(r"(\d+)$", path.stem if path.is_file() else path.name)
     return int(match.group(1)) if match else -1
 
@@ -302,19 +314,22 @@ def test_data_sets(path: Path) -> list[Path]:
                         f"or one of them)")
     if any(path.glob("input_*.pb")):
         return [path]
-    sets = sorted((p for p in path.glob("test_data_set_*") if p.is_dir()), key=_number)
+    sets = sorted((p for p in path.glob("test_data_set_*") if p.is_dir()), key=number)
     if not sets:
         raise DataError(f"{path} holds no test_data_set_N directories and no input_N.pb files")
     return sets
 
 
-def read_test_data(path: Path, input_names: Sequence[str], output_names: Sequence[str]) -> TensorSets:
-    """ONNX's `test_data_set_N/{input,output}_<i>.pb`: each set one batch. A tensor's own name where it has one
-    (it must be a declared name), else its position in the declared order."""
+def read_test_data(path: Path, input_names: Sequence[str], output_names: Sequence[str] | None) -> TensorSets:
+    """ONNX's `test_data_set_N/{input,output}_<i>.pb`: each set one batch (outputs: None reads none). A tensor's
+    own name where it has one, else its position in the declared order; a name twice in one set is an error."""
     found = TensorSets(inputs=[], outputs=[])
+    parts = [("input", input_names, found.inputs)]
+    if output_names is not None:
+        parts.append(("output", output_names, found.outputs))
     for data_set in test_data_sets(path):
-        for prefix, names, target in (("input", input_names, found.inputs), ("output", output_names, found.outputs)):
-            files = sorted(data_set.glob(f"{prefix}_*.pb"), key=_number)
+        for prefix, names, target in parts:
+            files = sorted(data_set.glob(f"{prefix}_*.pb"), key=number)
             if not files:
                 if prefix == "input":
                     raise DataError(f"{data_set} holds no input_N.pb files")
@@ -327,6 +342,8 @@ def read_test_data(path: Path, input_names: Sequence[str], output_names: Sequenc
                         raise DataError(f"{file}: an unnamed {prefix} at position {position}, but the model declares "
                                         f"{len(names)} {prefix}s ({', '.join(names)})")
                     name = names[position]
+                if name in arrays:
+                    raise DataError(f"{file}: a second {prefix} named '{name}' in {data_set.name}")
                 arrays[name] = array
                 found.files.append(file)
             target.append(arrays)
@@ -451,8 +468,8 @@ def split_batches(inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.nda
     return [(part(inputs, "inputs", s), part(outputs, "outputs", s)) for s in range(0, total, size)]
 
 
-def join_batches(batches: list[dict[str, np.ndarray]], axes: Mapping[str, int | None], what: str) \
-        -> dict[str, np.ndarray]:
+def join_batches(batches: list[dict[str, np.ndarray]], axes: Mapping[str, int | None], what: str,
+                 hint: str = "point the path at one of them") -> dict[str, np.ndarray]:
     """Batches (test data sets, iterations) as one set of samples: each array concatenated along its batch axis;
     an array without one must be the same in every batch."""
     if not batches:
@@ -468,7 +485,7 @@ def join_batches(batches: list[dict[str, np.ndarray]], axes: Mapping[str, int | 
         if axis is None or len(parts) == 1:
             if any(p.shape != parts[0].shape or not np.array_equal(p, parts[0]) for p in parts[1:]):
                 raise DataError(f"{what}: '{name}' has no batch axis but differs between the {len(parts)} batches; "
-                                f"a model without a batch axis takes one batch")
+                                f"a model without a batch axis takes one batch: {hint}")
             out[name] = parts[0]
             continue
         try:

@@ -100,10 +100,11 @@ def create_command(
     model: str, input_set: str, root: str | None = None, overwrite: bool = False, overrides: list[str] | None = None
 ) -> str:
     """The command line that (re)creates a golden: the job's own overrides when known (with the search path and
-    config flags that selected its configs), with mode=golden."""
+    config flags that selected its configs), with mode=golden, or mode=import for a job that imports one."""
     if overrides is not None:
+        mode = "import" if "mode=import" in [o.lstrip("+~") for o in overrides] else "golden"
         kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in _NOT_FOR_GOLDEN]
-        parts = ["python -m parity", "mode=golden", *(shlex.quote(o) for o in kept)]
+        parts = ["python -m parity", f"mode={mode}", *(shlex.quote(o) for o in kept)]
         if overwrite:
             parts.append("golden.overwrite=true")
         return " ".join(parts)

@@ -16,14 +16,15 @@ import.format=onnx_test_data). Every case then runs on any backend in one sweep:
 (--config-dir, not hydra.searchpath: Hydra's glob() lists the options of the config directories it loads from,
 and a search path given as an override is not among them.)
 
-A case parity cannot hold (sequence or optional values, string or float8 tensors, expected NaN/Inf, several test
-data sets without a batch axis) is listed with the reason and left out.
+A case parity cannot hold (sequence or optional values, string, float8 or int4 tensors, expected NaN/Inf, more
+than one test data set) is listed with the reason and left out.
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import logging
 import shutil
 import sys
@@ -36,7 +37,7 @@ import numpy as np
 
 from parity import exchange
 from parity.errors import one_line
-from parity.inputs import floating
+from parity.inputs import DTYPES, floating
 
 INPUT_SET = "onnx_node"
 ONNX_RTOL, ONNX_ATOL = 1e-3, 1e-7  # onnx.backend.test.runner's defaults (numpy.testing.assert_allclose)
@@ -64,6 +65,8 @@ def tensors(values: list[Any]) -> list[Any]:
 
     out = []
     for value in values:
+        if isinstance(value, np.generic):  # a 0-d output the case computed as a numpy scalar
+            value = np.asarray(value)
         if isinstance(value, onnx.TensorProto):
             try:
                 value = numpy_helper.to_array(value)
@@ -75,10 +78,26 @@ def tensors(values: list[Any]) -> list[Any]:
 
 def unsupported(case: Any) -> str | None:
     """Why parity cannot hold this case's data as a golden, or None."""
+    import onnx
+
     if not case.data_sets:
         return "no test data"
     if len(case.data_sets) != 1:
-        return f"{len(case.data_sets)} test data sets"
+        return f"{len(case.data_sets)} test data sets (parity imports cases with one)"
+    graph = case.model.graph
+    for kind, values in (("input", graph.input), ("output", graph.output)):
+        for value in values:
+            if not value.type.HasField("tensor_type"):
+                return f"{kind} '{value.name}' is a {value.type.WhichOneof('value')} (sequence / optional / map " \
+                       f"values are not tensors)"
+            elem = value.type.tensor_type.elem_type
+            name = onnx.TensorProto.DataType.Name(elem)
+            try:
+                numpy_name = onnx.helper.tensor_dtype_to_np_dtype(elem).name
+            except Exception:  # UNDEFINED
+                numpy_name = ""
+            if name == "STRING" or numpy_name not in DTYPES:
+                return f"{kind} '{value.name}' has element type {name}, which parity cannot compare"
     inputs, outputs = (tensors(list(v)) for v in case.data_sets[0])
     for kind, values in (("input", inputs), ("output", outputs)):
         for value in values:
@@ -123,7 +142,7 @@ def write_conf(case: Any, directory: Path, case_dir: Path) -> None:
         f"# ONNX node test {case.name} (onnx {onnx.__version__}), written by python -m parity.onnx_node_tests\n"
         "defaults:\n  - onnx\n  - override /tolerance@_global_.tolerance: onnx_node\n"
         "  - override /inputs@_global_.inputs: onnx_node\n  - _self_\n\n"
-        f"name: {case.name}\npath: {case_dir / 'model.onnx'}\n")
+        f"name: {case.name}\npath: {json.dumps(str(case_dir / 'model.onnx'))}\n")  # JSON strings are YAML
     (conf / "tolerance" / "onnx_node.yaml").write_text(
         "# onnx.backend.test.runner's tolerance: numpy.testing.assert_allclose(rtol=1e-3, atol=1e-7), the rule of\n"
         "# parity's elementwise check\ndefaults:\n  - base_tolerance\n  - _self_\n\n"
@@ -144,32 +163,51 @@ def import_cases(cases: list[Any], directory: Path, golden_root: Path, overwrite
     from parity.plan import JobContext
 
     register_configs()
+    from parity.golden import GoldenStore
+
     results = []
+    store = GoldenStore(golden_root)
     quiet = logging.getLogger("parity")  # each case's outcome is its own line below; the jobs' logs would repeat it
     level, quiet.level = quiet.level, logging.CRITICAL
-    with tempfile.TemporaryDirectory(prefix="parity-onnx-node-") as scratch, \
-            initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        for number, case in enumerate(cases, 1):
-            reason = unsupported(case)
-            if reason is None:
-                case_dir = write_case(case, directory)
-                write_conf(case, directory, case_dir)
-                overrides = [f"hydra.searchpath=[file://{directory / 'conf'}]", f"model={case.name}", "mode=import",
-                             "import.format=onnx_test_data", f"import.path={case_dir}",
-                             "import.tool='onnx node tests'", f"golden.root={golden_root}",
-                             f"golden.overwrite={str(overwrite).lower()}", "report.formats=[json]"]
-                try:
-                    cfg = compose(config_name="config", overrides=overrides)
-                    report = run_job(cfg, JobContext(output_dir=Path(scratch) / case.name, start_dir=Path.cwd()))
-                    reason = "imported" if report.golden.written else (report.error or report.verdict.value)
-                except Exception as exc:  # a case that composes or runs wrong is that case's line, not the end
-                    reason = one_line(exc)
-                if reason != "imported":  # leave no model option behind whose golden does not exist
-                    (directory / "conf" / "model" / f"{case.name}.yaml").unlink(missing_ok=True)
-            print(f"[{number}/{len(cases)}] {case.name}: {reason}", flush=True)
-            results.append((case.name, reason))
-    quiet.setLevel(level)
+    try:
+        with tempfile.TemporaryDirectory(prefix="parity-onnx-node-") as scratch, \
+                initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            for number, case in enumerate(cases, 1):
+                reason = _import_case(case, directory, golden_root, store, overwrite, Path(scratch), compose,
+                                      run_job, JobContext)
+                print(f"[{number}/{len(cases)}] {case.name}: {reason}", flush=True)
+                results.append((case.name, reason))
+    finally:
+        quiet.setLevel(level)
     return results
+
+
+def _import_case(case: Any, directory: Path, golden_root: Path, store: Any, overwrite: bool, scratch: Path,
+                 compose: Any, run_job: Any, job_context: Any) -> str:
+    """One case written and imported: "imported", or why not. An existing golden (without --overwrite) leaves
+    every file of the case as it is; a failed import removes what this run wrote."""
+    reason = unsupported(case)
+    if reason is not None:
+        return reason
+    if (golden_root / case.name / INPUT_SET).exists() and not overwrite:
+        return f"golden already exists at {golden_root / case.name / INPUT_SET} (--overwrite replaces it)"
+    option = directory / "conf" / "model" / f"{case.name}.yaml"
+    existed = option.exists()
+    case_dir = write_case(case, directory)
+    write_conf(case, directory, case_dir)
+    overrides = [f"hydra.searchpath=[file://{directory / 'conf'}]", f"model={case.name}", "mode=import",
+                 "import.format=onnx_test_data", f"import.path={case_dir}", "import.tool='onnx node tests'",
+                 f"golden.root={golden_root}", f"golden.overwrite={str(overwrite).lower()}", "report.formats=[json]"]
+    try:
+        cfg = compose(config_name="config", overrides=overrides)
+        report = run_job(cfg, job_context(output_dir=scratch / case.name, start_dir=Path.cwd()))
+        reason = "imported" if report.golden.written else (report.error or report.verdict.value)
+    except Exception as exc:  # a case that composes or runs wrong is that case's line, not the end
+        reason = one_line(exc)
+    if reason != "imported" and not existed:  # leave no model option (or model) behind without its golden
+        option.unlink(missing_ok=True)
+        shutil.rmtree(case_dir, ignore_errors=True)
+    return reason
 
 
 def sweep_command(directory: Path, golden_root: Path, backends: str = "ort_cpu") -> str:

@@ -140,7 +140,8 @@ def verify(plan: JobPlan, store: GoldenStore, report: JobReport, work_dir: Path)
         report.backend.available, report.backend.skip_reason = False, unavailable
         report.checks += [checks.skipped(c, b, unavailable) for b in sizes for c in ("reference", "backend")]
         return None
-    regenerate = store.command(plan.model.name, plan.inputs.name, overwrite=True)
+    regenerate = (golden.manifest.get("imported") or {}).get("command") or \
+        store.command(plan.model.name, plan.inputs.name, overwrite=True)
     checks.golden_fits(plan, golden, report.model.weights_sha256, regenerate, sizes, report.model.weights_file)
     conversion = build_conversion(plan, framework, plan.backend_sizes(sizes))
     report.describe(conversion)
@@ -182,7 +183,7 @@ def bench(plan: JobPlan, report: JobReport, work_dir: Path, cache: ArtifactCache
     """Latency per batch size (seed 004) on the artifacts the verify checked (`cache`), or on fresh ones when
     there is none (mode=bench, or a verify whose framework is not installed: the same reason then skips this);
     inputs are drawn from the declared specs, so any batch size runs and no golden is needed."""
-    sizes = plan.bench_batch_sizes
+    sizes = plan.bench_sizes(tuple(cache.sizes) if cache is not None else None)
     parity_verdict = report.checks_verdict()
     reason = cache.conversion.skip_reason if cache is not None else None
     if cache is None:  # mode=bench: no golden; export examples and calibration come from the input set
@@ -193,7 +194,8 @@ def bench(plan: JobPlan, report: JobReport, work_dir: Path, cache: ArtifactCache
             report.describe(conversion)
             reason = conversion.skip_reason
         if reason is None:
-            samples = inputs_mod.generate(plan.model.inputs, plan.inputs.num_samples, plan.inputs.seed)
+            count = plan.inputs.num_samples or max(sizes)  # inputs from files: drawn anyway, any size runs
+            samples = inputs_mod.generate(plan.model.inputs, count, plan.inputs.seed)
             cache = ArtifactCache(plan, conversion, framework, model, samples, sizes, work_dir)
             report.exports = cache.records
     if reason is not None:

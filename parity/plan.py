@@ -93,7 +93,12 @@ class JobPlan:
     def backend_sizes(self, verify_sizes: tuple[int, ...]) -> tuple[int, ...]:
         """Every batch size the backend will see in this job (verify's and, in verify+bench, bench's): what a
         backend building for a shape range (TensorRT's optimisation profile) must cover."""
-        return tuple(sorted({*verify_sizes, *(self.bench_batch_sizes if self.benches else ())}))
+        return tuple(sorted({*verify_sizes, *(self.bench_sizes(verify_sizes) if self.benches else ())}))
+
+    def bench_sizes(self, verify_sizes: tuple[int, ...] | None) -> tuple[int, ...]:
+        """The batch sizes a benchmark times: bench.batch_sizes, else the verify's (with inputs from files whose
+        count only the golden knows: the sizes the verify ran, or 1 in mode=bench, which reads no golden)."""
+        return self.bench_batch_sizes or tuple(verify_sizes or (1,))
 
     def input_shapes(self) -> dict[str, list[Any]]:
         """Each input's declared shape, `batch` on its batch axis."""
@@ -153,8 +158,9 @@ def build_plan(cfg: Any, start_dir: Path | None = None) -> JobPlan:
         backend_tolerance=backend_tolerance,
         reference_tolerance=backend_tolerance if reference.inherit else _tolerance_set(reference, per_output),
         batch_sizes=batch_sizes,
-        # no count yet (files not read): one sample per timed run unless bench.batch_sizes says
-        bench_batch_sizes=tuple(bench.batch_sizes or batch_sizes or (inputs.num_samples or 1,)),
+        # () for an input set whose count the files decide: the verify's sizes then (see bench_sizes)
+        bench_batch_sizes=tuple(bench.batch_sizes or batch_sizes or
+                                ((inputs.num_samples,) if inputs.num_samples is not None else ())),
         input_names=tuple(s.name for s in model.inputs),
         output_names=tuple(o.name for o in model.outputs),
         input_axes=MappingProxyType({s.name: batch_axis(s.shape) for s in model.inputs}),
@@ -328,6 +334,10 @@ def _input_files(inputs: InputsConfig, model: ModelConfig, base: Path) -> Inputs
         if inputs.image_input is not None and inputs.image_input not in names:
             raise ConfigError(f"inputs.image_input '{inputs.image_input}' is not an input of model '{model.name}' "
                               f"({', '.join(names)})")
+        target = next(s for s in model.inputs if s.name == (inputs.image_input or names[0]))
+        if list(target.shape)[:1] != [BATCH]:
+            raise ConfigError(f"input '{target.name}' has shape {list(target.shape)}: images fill an input whose "
+                              f"first axis is the batch ({BATCH}, then the layout's three axes)")
     elif inputs.image_input:
         raise ConfigError(f"inputs.image_input is for inputs.source=images; source {source} names its inputs")
     if source == "npy" and len(names) > 1 and str(inputs.path).endswith(".npy"):

@@ -90,8 +90,11 @@ def decode(path: Path, color: str) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
+            if image.mode in ("I", "F") or image.mode.startswith("I;"):  # 16/32-bit: convert() would clip to 255
+                raise DataError(f"{path} is a {image.mode} image (more than 8 bits per channel); parity's image "
+                                f"pipeline takes 8-bit images: convert it, or give the tensors as .npy")
             pixels = np.asarray(image.convert("L" if color == "L" else "RGB"))
-    except OSError as exc:
+    except (OSError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path} is not a readable image: {one_line(exc)}") from None
     if color == "BGR":
         pixels = pixels[..., ::-1]
@@ -136,7 +139,12 @@ def center_crop(pixels: np.ndarray, height: int, width: int, path: Path) -> np.n
 
 def to_tensor(pixels: np.ndarray, pre: Any) -> np.ndarray:
     """uint8 HWC pixels as the declared tensor of one sample: scaled, normalised, in layout, of dtype."""
-    values = pixels.astype(np.float32) * np.float32(pre.scale)
+    values = pixels.astype(np.float32)
+    divisor = 1.0 / float(pre.scale) if pre.scale else 0.0
+    if divisor and abs(divisor - round(divisor)) < 1e-6:  # 1/N: divide by N, as torchvision's ToTensor (x / 255)
+        values = values / np.float32(round(divisor))     # does; x * float32(1/255) differs in the last bit
+    else:
+        values = values * np.float32(pre.scale)
     if pre.mean:
         channels = pixels.shape[2]
         mean = np.resize(np.asarray(pre.mean, dtype=np.float32), channels)

@@ -47,9 +47,9 @@ def load(plan: Any) -> tuple[dict[str, np.ndarray], dict[str, Any] | None]:
             arrays.update(generate(drawn, len(files), inputs.seed))
             record["generated_inputs"] = [s.name for s in drawn]
     else:
-        sets = read(plan)
-        files = sets.files
-        arrays = exchange.join_batches(sets.inputs, dict(plan.input_axes), inputs.path or "inputs.files")
+        files = source_files(plan)
+        arrays = exchange.join_batches(read(plan), dict(plan.input_axes), describe_where(plan),
+                                       hint=f"point inputs.path at one {_ONE.get(source, 'file')}")
     arrays = {name: with_dtype(np.asarray(a), specs[name].dtype) if name in specs else a for name, a in arrays.items()}
     count = check(plan, arrays, where=describe_where(plan))
     record["files"] = [file_record(str(f)) for f in files]
@@ -66,37 +66,63 @@ def image_input(plan: Any) -> str:
     return plan.inputs.image_input or plan.model.inputs[0].name
 
 
-def read(plan: Any) -> exchange.TensorSets:
-    """The non-image sources as batches of arrays, and the files they came from."""
+_ONE = {"onnx_test_data": "test_data_set_N directory", "polygraphy": "inputs JSON of one iteration"}
+
+
+def read(plan: Any) -> list[dict[str, np.ndarray]]:
+    """The non-image sources as batches of arrays (one per test data set / Polygraphy iteration)."""
     inputs, source = plan.inputs, value_of(plan.inputs.source)
     names = [s.name for s in plan.model.inputs]
+    source_files(plan)  # every file there, or a DataError naming the missing one
     if source == "npy":
         if inputs.files:
-            files = [Path(inputs.files[n]) for n in inputs.files]
-            for path in files:
-                if not path.is_file():
-                    raise DataError(f"inputs.files: no such file {path}")
-            return exchange.TensorSets(inputs=[{n: exchange.read_npy(Path(p)) for n, p in inputs.files.items()}],
-                                       files=files)
+            return [{n: exchange.read_npy(Path(p)) for n, p in inputs.files.items()}]
         path = Path(inputs.path)
         if path.is_file():
-            return exchange.TensorSets(inputs=[{names[0]: exchange.read_npy(path)}], files=[path])
-        if not path.exists():
-            raise DataError(f"inputs.path: no such file or directory {path}")
-        sets = exchange.read_dir("npy", path)
-        return exchange.TensorSets(inputs=sets.inputs, files=sets.files)
+            return [{names[0]: exchange.read_npy(path)}]
+        return exchange.read_dir("npy", path).inputs
     path = Path(inputs.path)
     if source == "npz":
-        return exchange.TensorSets(inputs=[exchange.read_npz(path)], files=[path])
+        return [exchange.read_npz(path)]
     if source == "onnx_test_data":
-        sets = exchange.read_test_data(path, names, [o.name for o in plan.model.outputs])
-        return exchange.TensorSets(inputs=sets.inputs, files=[f for f in sets.files if f.name.startswith("input_")])
+        return exchange.read_test_data(path, names, None).inputs
     if source == "polygraphy":
-        return exchange.read_polygraphy_inputs(path)
+        return exchange.read_polygraphy_inputs(path).inputs
     raise DataError(f"inputs.source '{source}' reads no files")
 
 
+def source_files(plan: Any) -> list[Path]:
+    """The files the input set names, found by path alone (nothing parsed): what the manifest records and a
+    verify hashes again. DataError when one is not there."""
+    inputs, source = plan.inputs, value_of(plan.inputs.source)
+    if source == "images":
+        return preprocess.image_files(inputs.path)
+    if source == "npy" and inputs.files:
+        files = [Path(p) for p in inputs.files.values()]
+    else:
+        path = Path(inputs.path)
+        if not path.exists():
+            raise DataError(f"inputs.path: no such file or directory {path}")
+        if source == "onnx_test_data":
+            files = [f for data_set in exchange.test_data_sets(path)
+                     for f in sorted(data_set.glob("input_*.pb"), key=exchange.number)]
+        elif source == "npy" and path.is_dir():
+            files = exchange.npy_dir_files(path, "inputs")
+        else:
+            files = [path]
+    for file in files:
+        if not file.is_file():
+            raise DataError(f"no such file {file}")
+    return files
+
+
 _PLAN = object()
+
+
+def _hint(plan: Any, name: str) -> str:
+    if value_of(plan.inputs.source) == "images" and name == image_input(plan):
+        return " (the preprocessed images: set inputs.preprocess.resize / crop / layout / dtype to the declaration)"
+    return ""
 
 
 def check(plan: Any, arrays: dict[str, np.ndarray], where: str, expected: Any = _PLAN) -> int:
@@ -114,13 +140,13 @@ def check(plan: Any, arrays: dict[str, np.ndarray], where: str, expected: Any = 
     for spec in plan.model.inputs:
         array = arrays[spec.name]
         if str(array.dtype) != spec.dtype:
-            raise DataError(f"{where}: input '{spec.name}' is {array.dtype} in the files, declared {spec.dtype}; "
-                            f"write the files as {spec.dtype} (parity converts nothing silently)")
+            fix = _hint(plan, spec.name) or f"; write the files as {spec.dtype} (parity converts nothing silently)"
+            raise DataError(f"{where}: input '{spec.name}' is {array.dtype} in the files, declared {spec.dtype}{fix}")
         axis = batch_axis(spec.shape)
         shape = list(spec.shape)
         if array.ndim != len(shape) or any(d != BATCH and int(d) != n for d, n in zip(shape, array.shape)):
             raise DataError(f"{where}: input '{spec.name}' has shape {list(array.shape)} in the files, declared "
-                            f"{shape}")
+                            f"{shape}{_hint(plan, spec.name)}")
         if axis is not None:
             counts[spec.name] = int(array.shape[axis])
     found = set(counts.values())
@@ -129,7 +155,8 @@ def check(plan: Any, arrays: dict[str, np.ndarray], where: str, expected: Any = 
                         f"per sample")
     count = found.pop() if found else 1
     if count < 1:
-        raise DataError(f"{where}: the files hold no samples")
+        raise DataError(f"{where}: the files hold 0 samples along the batch axis (an empty batch); a golden needs "
+                        f"at least one")
     if expected is _PLAN:
         expected = plan.inputs.num_samples
     if expected is not None and count != expected:
@@ -167,8 +194,8 @@ def stale_reason(plan: Any, manifest: dict[str, Any]) -> str | None:
             changed = sorted(k for k in now_steps if now_steps[k] != then_steps.get(k))
             return f"the image preprocessing changed ({', '.join(changed)} differ from the golden's)"
     try:
-        files = current_files(plan)
-    except DataError as exc:
+        files = source_files(plan)
+    except DataError as exc:  # not there: nothing to compare (a file that is there is hashed, never parsed)
         log.warning("the input files are not here (%s): verifying on the golden's stored copy of its inputs", exc)
         return None
     now = sorted((r["sha256"], Path(r["path"]).name) for r in (file_record(str(f)) for f in files))
@@ -179,9 +206,3 @@ def stale_reason(plan: Any, manifest: dict[str, Any]) -> str | None:
         return f"the input files changed since the golden was made ({', '.join(changed[:5])})"
     return None
 
-
-def current_files(plan: Any) -> list[Path]:
-    """The files the input set names now (DataError when they are not here)."""
-    if value_of(plan.inputs.source) == "images":
-        return preprocess.image_files(plan.inputs.path)
-    return read(plan).files

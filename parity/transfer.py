@@ -84,7 +84,9 @@ def _read_arrays(fmt: str, path: Path, inputs_path: str | None) \
         if not outs:
             raise DataError(f"{path / exchange.INDEX} lists no outputs")
         if not any(ins[0]) and inputs_path is None:
-            raise DataError(f"{path / exchange.INDEX} lists no inputs; name them with import.inputs")
+            more = "name them with import.inputs" if fmt == "npy" else \
+                f"a {fmt} import reads its inputs from the same index"
+            raise DataError(f"{path / exchange.INDEX} lists no inputs; {more}")
     else:
         outs, files = _npy_arrays(path, "outputs")
         ins = [{}]
@@ -148,9 +150,12 @@ def import_golden(plan: Any, store: GoldenStore, report: Any, build: Any) -> Non
     where = f"import.path {settings.path}"
     count = sources.check(plan, imported.inputs, where, expected=None)
     outputs = check_outputs(plan, imported.outputs, count, where)
-    build(framework)  # the weights the golden is tied to: a changed model makes it stale like any other
+    model = build(framework)  # the weights the golden is tied to: a changed model makes it stale like any other
+    _fits_the_model(plan, framework, model, imported.inputs, outputs, where)
     record = {"format": settings.format, "tool": settings.tool or _tool(settings.format), "path": settings.path,
-              **imported.details, "files": [file_record(str(f)) for f in imported.files]}
+              **imported.details, "files": [file_record(str(f)) for f in imported.files],
+              # what a stale golden's message suggests: import again, never remake it from the reference
+              "command": store.command(plan.model.name, plan.inputs.name, overwrite=True)}
     manifest = reference_manifest(count, report.model.weights_sha256, dict(plan.input_axes),
                                   {"framework": framework.name, "imported": settings.format},
                                   {"model": jsonable(dataclasses.asdict(plan.model)),
@@ -162,6 +167,31 @@ def import_golden(plan: Any, store: GoldenStore, report: Any, build: Any) -> Non
              record["tool"])
     report.golden = GoldenInfo.of(store.load(plan.model.name, plan.inputs.name), plan.inputs.name, store.root,
                                   written=True)
+
+
+def _fits_the_model(plan: Any, framework: Any, model: Any, inputs: dict[str, np.ndarray],
+                    outputs: dict[str, np.ndarray], where: str) -> None:
+    """The imported outputs have the dtypes and (but for the batch axis) shapes the model produces: the model
+    runs on the first sample and each output is compared with it (values are the verify's business)."""
+    from parity.inputs import take
+
+    one = take({s.name: inputs[s.name] for s in plan.model.inputs}, dict(plan.input_axes), 1)
+    live = framework.run(model, one, plan.input_names, plan.output_names)
+    for spec in plan.model.outputs:
+        mine, theirs = np.asarray(live[spec.name]), outputs[spec.name]
+        if mine.dtype != theirs.dtype:
+            raise DataError(f"{where}: output '{spec.name}' is {theirs.dtype} in the files; the model returns "
+                            f"{mine.dtype}")
+        axis = spec.batch_axis
+        expected = list(mine.shape)
+        if axis is not None and axis < len(expected):
+            expected[axis] = theirs.shape[axis] if axis < theirs.ndim else expected[axis]
+        if list(theirs.shape) != expected:
+            shown = list(mine.shape)
+            if axis is not None and axis < len(shown):
+                shown[axis] = "batch"
+            raise DataError(f"{where}: output '{spec.name}' has shape {list(theirs.shape)} in the files; the model "
+                            f"returns {shown}")
 
 
 def _tool(fmt: str) -> str:
@@ -177,7 +207,11 @@ def export_golden(plan: Any, store: GoldenStore, start_dir: Path) -> dict[str, A
     if problem is not None:
         raise GoldenError(problem.replace("reports and artifacts are", "exports are").replace(
             "choose another hydra.run.dir / hydra.sweep.dir", "choose another export.dir"))
-    _check_target(target, settings.overwrite)
+    from parity.golden import READONLY_ENV, root_path
+    from parity.paths import protected_roots
+
+    keep = [root_path(plan.golden.root, start_dir), start_dir, *protected_roots(os.environ.get(READONLY_ENV))]
+    _check_target(target, settings.overwrite, keep)
     golden = store.load(plan.model.name, plan.inputs.name)
     axes = {"inputs": {n: golden.manifest.get("input_batch_axes", {}).get(n, plan.input_axes.get(n, 0))
                        for n in golden.inputs},
@@ -210,23 +244,42 @@ def export_golden(plan: Any, store: GoldenStore, start_dir: Path) -> dict[str, A
             "golden": str(golden.path)}
 
 
-def _check_target(target: Path, overwrite: bool) -> None:
-    """export.dir: new, or empty, or (with export.overwrite) a directory an earlier export wrote."""
+def _check_target(target: Path, overwrite: bool, keep: list[Path]) -> None:
+    """export.dir: new, or empty, or (with export.overwrite) a directory an earlier export wrote and nothing
+    else: its index.json is parity's and lists every file in it. Never a directory holding `keep` (the golden
+    root, a read-only root, the directory parity started in)."""
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise GoldenError(f"export.dir {target} exists and is not a directory; refused")
+    resolved = target.resolve()
+    for path in keep:
+        if path.resolve() == resolved or path.resolve().is_relative_to(resolved):
+            raise GoldenError(f"export.dir {target} holds {path}; an export never replaces a directory above "
+                              f"goldens or the one parity started in: refused, choose another export.dir")
     if not target.exists() or not any(target.iterdir()):
         return
-    earlier = (target / exchange.INDEX).is_file()
+    earlier = _earlier_export(target)
     if not overwrite:
         more = " (an earlier export: export.overwrite=true replaces it)" if earlier else ""
         raise GoldenError(f"export.dir {target} is not empty{more}; refusing to write into it")
     if not earlier:
-        raise GoldenError(f"export.dir {target} holds files no export wrote (no {exchange.INDEX}); export.overwrite "
-                          f"replaces only an earlier export: refused, choose another directory")
+        raise GoldenError(f"export.dir {target} holds files no export wrote (no {exchange.INDEX_FORMAT} "
+                          f"{exchange.INDEX} listing them all); export.overwrite replaces only an earlier export: "
+                          f"refused, choose another directory")
+
+
+def _earlier_export(target: Path) -> bool:
+    """Whether `target` holds an export and nothing else: parity's index, and only the files it lists."""
     try:
-        json.loads((target / exchange.INDEX).read_text())["format"]
+        index = json.loads((target / exchange.INDEX).read_text())
+        listed = {str(Path(f)) for f in index["files"]} | {exchange.INDEX}
+        if index.get("format") != exchange.INDEX_FORMAT:
+            return False
     except (OSError, ValueError, KeyError, TypeError):
-        raise GoldenError(f"export.dir {target}: its {exchange.INDEX} is not an export index; refused") from None
+        return False
+    for path in target.rglob("*"):
+        if path.is_symlink() or (path.is_file() and str(path.relative_to(target)) not in listed):
+            return False
+    return True
 
 
 def hints(fmt: str, target: Path, golden: Any) -> list[str]:

@@ -102,9 +102,10 @@ def test_export_then_import_gives_the_same_golden_which_verifies(run_parity, tmp
     exported, code = run_parity([*MLP, "mode=export", f"export.format={fmt}", f"export.dir={out}", *args], root)
     assert code == 0 and exported["verdict"] == "PASS", exported.get("error")
     assert exported["exported"]["format"] == fmt and all(Path(f).is_file() for f in exported["exported"]["files"])
-    if fmt in ("polygraphy", "onnx_test_data"):
-        sets = sorted(out.glob("test_data_set_*"))
-        assert len(sets) == (2 if batch else 1) or fmt == "polygraphy"
+    if fmt == "onnx_test_data":
+        assert len(sorted(out.glob("test_data_set_*"))) == (2 if batch else 1)
+    if fmt == "polygraphy":
+        assert len(exchange.read_polygraphy_inputs(out / "inputs.json").inputs) == 2  # 4 samples, 2 per iteration
     imported, code = run_parity([*MLP, "mode=import", f"import.format={fmt}", f"import.path={out}",
                                  "inputs.name=back"], root)
     assert code == 0 and imported["golden"]["written"], imported.get("error")
@@ -221,6 +222,16 @@ def test_an_export_never_writes_into_a_foreign_directory_or_the_golden_root(run_
     before = tree_bytes(root)
     report, code = run_parity([*MLP, "mode=export", "export.format=npy", f"export.dir={root / 'out'}"], root)
     assert code == 2 and "golden root" in report["error"] and tree_bytes(root) == before
+    for index in ('{"format": "my-dataset-index"}', json.dumps({"format": "parity.tensors/v1", "files": []})):
+        (mine / "index.json").write_text(index)  # someone else's index, or parity's that does not list notes.txt
+        report, code = run_parity([*MLP, "mode=export", "export.format=npy", f"export.dir={mine}",
+                                   "export.overwrite=true"], root)
+        assert code == 2 and "holds files no export wrote" in report["error"]
+        assert (mine / "notes.txt").read_text() == "keep me"
+    (tmp_path / "index.json").write_text(json.dumps({"format": "parity.tensors/v1", "files": []}))
+    report, code = run_parity([*MLP, "mode=export", "export.format=npy", f"export.dir={tmp_path}",
+                               "export.overwrite=true"], root)  # the start directory, above the golden root
+    assert code == 2 and "never replaces a directory above goldens" in report["error"] and tree_bytes(root) == before
     out = tmp_path / "out"
     assert run_parity([*MLP, "mode=export", "export.format=csv", f"export.dir={out}"], root)[1] == 0
     report, code = run_parity([*MLP, "mode=export", "export.format=raw", f"export.dir={out}"], root)
@@ -256,3 +267,34 @@ def test_an_import_that_does_not_fit_the_model_writes_nothing(run_parity, tmp_pa
     assert code == 2 and "no output(s) ['logits']" in report["error"] and not (root / "mlp" / "b").exists()
     report, code = run_parity([*MLP, "mode=import", "import.format=npy", f"import.path={out}"], root)
     assert code == 2 and "already exists" in report["error"]  # the default input set's golden is kept
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda a: a.astype(np.float64), "output 'logits' is float64 in the files; the model returns float32"),
+    (lambda a: a[:, :3], "output 'logits' has shape [4, 3] in the files; the model returns ['batch', 8]"),
+])
+def test_imported_outputs_must_have_the_models_dtypes_and_shapes(run_parity, tmp_path: Path, change,
+                                                                  expected: str) -> None:
+    root, out = tmp_path / "golden", tmp_path / "exported"
+    assert run_parity([*MLP, "mode=golden"], root)[1] == 0
+    assert run_parity([*MLP, "mode=export", "export.format=npy", f"export.dir={out}"], root)[1] == 0
+    logits = np.load(out / "outputs" / "logits.npy")
+    np.savez(tmp_path / "client.npz", logits=change(logits))
+    report, code = run_parity([*MLP, "mode=import", "import.format=npy", f"import.path={tmp_path / 'client.npz'}",
+                               f"import.inputs={out}", "inputs.name=client"], root)
+    assert code == 2 and expected in report["error"], report["error"]
+    assert not (root / "mlp" / "client").exists()
+
+
+def test_an_imported_golden_suggests_importing_again_never_a_reference_golden(run_parity, tmp_path: Path) -> None:
+    root, out = tmp_path / "golden", tmp_path / "exported"
+    assert run_parity([*MLP, "mode=golden"], root)[1] == 0
+    assert run_parity([*MLP, "mode=export", "export.format=npy", f"export.dir={out}"], root)[1] == 0
+    args = [*MLP, "mode=import", "import.format=npy", f"import.path={out}", "inputs.name=back"]
+    assert run_parity(args, root)[1] == 0
+    report, code = run_parity(args, root)
+    assert code == 2 and "already exists" in report["error"]
+    assert "mode=import" in report["error"] and "mode=golden" not in report["error"]
+    stale, code = run_parity([*MLP, "inputs.name=back", "model.builder.hidden=16"], root)  # another model now
+    assert code == 2 and "stale" in stale["error"] and "mode=import" in stale["error"]
+    assert "import.format=npy" in stale["error"] and "mode=golden" not in stale["error"]

@@ -12,7 +12,7 @@ from tests.conftest import REPO
 from tests.extras import needs_openvino
 
 SUPPORTED = ["test_abs", "test_add", "test_relu", "test_matmul_2d", "test_conv_with_strides_padding"]
-LEFT_OUT = {"test_equal_string": "holds strings", "test_reduce_min_empty_set": "NaN/Inf",
+LEFT_OUT = {"test_equal_string": "element type STRING", "test_reduce_min_empty_set": "NaN/Inf",
             "test_sequence_insert_at_back": "not tensors",
             "test_cast_FLOAT_to_FLOAT8E4M3FN": "element type FLOAT8E4M3FN"}
 
@@ -48,8 +48,11 @@ def test_node_tests_import_as_goldens_and_sweep_on_a_backend(cli, tmp_path: Path
         assert report["verdict"] == "PASS" and report["golden"]["imported"]["format"] == "onnx_test_data"
         reference = report["checks"][0]["outputs"][0]
         assert reference["atol"] == 1e-7 and reference["rtol"] == 1e-3  # ONNX's own runner tolerance
+    before = {p: p.read_bytes() for p in (directory / "cases" / "test_abs").rglob("*") if p.is_file()}
     again = tool("--cases", "test_abs", "--dir", "node_tests", cwd=tmp_path)
     assert again.returncode == 1 and "already exists" in again.stdout  # an import never replaces a golden ...
+    assert (directory / "conf" / "model" / "test_abs.yaml").is_file()  # ... and keeps what belongs to it
+    assert {p: p.read_bytes() for p in (directory / "cases" / "test_abs").rglob("*") if p.is_file()} == before
     forced = tool("--cases", "test_abs", "--dir", "node_tests", "--overwrite", cwd=tmp_path)
     assert forced.returncode == 0 and "test_abs: imported" in forced.stdout  # ... unless asked to
 
@@ -66,7 +69,9 @@ def test_node_test_goldens_run_on_openvino(cli, tmp_path: Path) -> None:
 def test_the_tool_lists_cases_and_refuses_an_empty_choice(tmp_path: Path) -> None:
     listed = tool("--list", "--cases", "test_abs,test_equal_string", cwd=tmp_path)
     assert listed.returncode == 0
-    assert listed.stdout.splitlines() == ["test_abs: supported", "test_equal_string: an input holds strings"]
+    assert listed.stdout.splitlines() == ["test_abs: supported",
+                                          "test_equal_string: input 'x' has element type STRING, which parity "
+                                          "cannot compare"]
     missing = tool("--dir", "x", cwd=tmp_path)
     assert missing.returncode == 2 and "--cases is required" in missing.stderr
     none = tool("--cases", "test_no_such_operator", cwd=tmp_path)

@@ -59,7 +59,7 @@ def test_changed_input_files_make_the_golden_stale(run_parity, tmp_path: Path) -
     assert "golden.overwrite=true" in report["error"]
 
 
-def test_missing_input_files_verify_on_the_golden_copy(run_parity, tmp_path: Path) -> None:
+def test_missing_input_files_verify_on_the_golden_copy(run_parity, tmp_path: Path, caplog) -> None:
     np.savez(tmp_path / "mine.npz", x=samples(4))
     root = tmp_path / "golden"
     args = [*MLP, "inputs=files", "inputs.path=mine.npz"]
@@ -67,6 +67,31 @@ def test_missing_input_files_verify_on_the_golden_copy(run_parity, tmp_path: Pat
     (tmp_path / "mine.npz").unlink()  # a CI checkout with the golden but not the data it was made from
     report, code = run_parity(args, root)
     assert code == 0, report.get("error")
+    assert "the input files are not here" in caplog.text and "golden's stored copy" in caplog.text
+
+
+def test_a_corrupted_input_file_is_a_changed_file_not_a_missing_one(run_parity, tmp_path: Path) -> None:
+    np.savez(tmp_path / "mine.npz", x=samples(4))
+    root = tmp_path / "golden"
+    args = [*MLP, "inputs=files", "inputs.path=mine.npz"]
+    assert run_parity([*args, "mode=golden"], root)[1] == 0
+    (tmp_path / "mine.npz").write_bytes(b"truncated by a bad copy")
+    report, code = run_parity(args, root)
+    assert code == 2 and "input files changed" in report["error"]
+
+
+def test_benchmarks_run_on_an_input_set_read_from_files(run_parity, tmp_path: Path) -> None:
+    np.savez(tmp_path / "mine.npz", x=samples(3))
+    quick = ["bench.runs=2", "bench.min_seconds=0", "bench.warmup_runs=0", "bench.plot=false"]
+    report, code = run_parity([*MLP, "inputs=files", "inputs.path=mine.npz", "mode=bench", *quick],
+                              tmp_path / "golden")
+    assert code == 0, report.get("error")
+    assert [r["batch_size"] for r in report["bench"]["results"]] == [1]  # no golden read: one sample per run
+    assert run_parity([*MLP, "inputs=files", "inputs.path=mine.npz", "mode=golden"], tmp_path / "golden")[1] == 0
+    report, code = run_parity([*MLP, "inputs=files", "inputs.path=mine.npz", "mode=verify+bench", *quick],
+                              tmp_path / "golden")
+    assert code == 0, report.get("error")
+    assert [r["batch_size"] for r in report["bench"]["results"]] == [3]  # the sizes the verify ran
 
 
 def test_one_npy_per_input_and_a_single_npy(run_parity, tmp_path: Path) -> None:
@@ -162,7 +187,7 @@ def test_images_must_match_the_declared_shape_and_count(run_parity, tmp_path: Pa
     assert code == 2 and "no images in pattern" in report["error"]
 
 
-def test_pillow_and_opencv_resizes_are_real_and_different(tmp_path: Path) -> None:
+def test_pillow_filters_are_real_and_different(tmp_path: Path) -> None:
     from parity.config import PreprocessConfig
     from parity.preprocess import run
 
@@ -179,6 +204,51 @@ def test_pillow_and_opencv_resizes_are_real_and_different(tmp_path: Path) -> Non
     assert set(np.unique(nearest[0])) <= set(np.unique(pixels).astype(np.float32))
     nhwc = run(files, PreprocessConfig(library="pillow", interpolation="bilinear", layout="NHWC", **base))
     np.testing.assert_array_equal(nhwc.transpose(0, 3, 1, 2), bilinear)
+
+
+def test_the_imagenet_option_is_torchvisions_pipeline_bit_for_bit(tmp_path: Path) -> None:
+    """conf/inputs/images.yaml against what torchvision's Resize(256) + CenterCrop(224) + ToTensor + Normalize
+    computes (torchvision does not import beside this torch build: its steps, written out with PIL and torch)."""
+    import torch
+    from PIL import Image
+
+    from parity.config import PreprocessConfig
+    from parity.preprocess import run
+
+    files = sorted(sample_images(tmp_path / "photos", 2).glob("*.png"))
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    mine = run(files, PreprocessConfig(resize_shorter=256, crop=[224, 224], mean=mean, std=std))
+    for path, tensor in zip(files, mine):
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            w, h = image.size
+            size = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
+            image = image.resize(size, Image.Resampling.BILINEAR)
+            left, top = int(round((size[0] - 224) / 2.0)), int(round((size[1] - 224) / 2.0))
+            image = image.crop((left, top, left + 224, top + 224))
+            t = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255)
+            t = (t - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+        assert t.numpy().tobytes() == tensor.tobytes()
+
+
+def test_images_of_more_than_8_bits_are_refused_not_clipped(run_parity, tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "photos").mkdir()
+    deep = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
+    Image.fromarray(deep).save(tmp_path / "photos" / "deep.png")  # a 16-bit greyscale PNG (mode I;16)
+    report, code = run_parity([*RGB, *SMALL, f"inputs.path={tmp_path / 'photos'}", "mode=golden"],
+                              tmp_path / "golden")
+    assert code == 2 and "more than 8 bits per channel" in report["error"], report["error"]
+
+
+def test_images_need_an_input_with_a_batch_axis(run_parity, tmp_path: Path) -> None:
+    from tests.test_own_model import dense_relu
+
+    model = dense_relu(tmp_path / "fixed.onnx", batch=2)
+    report, code = run_parity(["model=onnx", f"model.path={model}", "inputs=images", "inputs.path=p",
+                               "mode=golden"], tmp_path / "golden")
+    assert code == 2 and "images fill an input whose first axis is the batch" in report["error"]
 
 
 @needs_opencv
