@@ -15,6 +15,7 @@ from parity.config import OutputKind
 from parity.errors import ConfigError, GoldenStaleError, ModelError, ParityError, one_line
 from parity.plan import JobPlan
 from parity.results import CheckResult, DeterminismResult, Verdict, overall
+from parity.sources import stale_reason
 
 log = logging.getLogger("parity")
 
@@ -131,8 +132,6 @@ def golden_fits(plan: JobPlan, golden: Any, weights: str, regenerate: str, sizes
     """The golden was made from these weights (and this weights file, when one is loaded) and holds exactly the
     declared inputs and outputs, with enough samples for every batch size; GoldenStaleError (with the command
     that remakes it) or ConfigError."""
-    from parity.sources import stale_reason
-
     inputs_changed = stale_reason(plan, golden.manifest)
     if inputs_changed:
         raise GoldenStaleError(f"golden is stale: {inputs_changed}; if the change is intended, regenerate with: "

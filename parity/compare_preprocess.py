@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from parity import preprocess
-from parity.compare import classification_metrics, grade
+from parity.compare import classification_metrics
 from parity.config import OutputKind, PreprocessConfig
 from parity.errors import ConfigError, DataError
 from parity.inputs import generate
+from parity.sources import check, image_input
 from parity.results import Verdict
 
 log = logging.getLogger("parity")
@@ -51,15 +52,13 @@ def run(plan: Any, framework: Any, model: Any) -> dict[str, Any]:
     """Both pipelines on every image of inputs.path, and the model on both; the comparison as the report holds it."""
     a_steps, b_steps = plan.inputs.preprocess, pipeline_b(plan)
     files = preprocess.image_files(plan.inputs.path)
-    name = plan.inputs.image_input or plan.model.inputs[0].name
+    name = image_input(plan)
     log.info("preprocessing %d image(s) through pipeline a (%s %s) and b (%s %s)", len(files), a_steps.library,
              a_steps.interpolation, b_steps.library, b_steps.interpolation)
     a, b = preprocess.run(files, a_steps), preprocess.run(files, b_steps)
     if a.shape != b.shape:
         raise DataError(f"the pipelines make tensors of different shapes (a {list(a.shape)}, b {list(b.shape)}); "
                         f"the model takes one")
-    from parity.sources import check
-
     others = generate([s for s in plan.model.inputs if s.name != name], len(files), plan.inputs.seed)
     feeds_a, feeds_b = {name: a, **others}, {name: b, **others}
     for feeds in (feeds_a, feeds_b):
@@ -67,7 +66,7 @@ def run(plan: Any, framework: Any, model: Any) -> dict[str, Any]:
     outs_a = framework.run(model, feeds_a, plan.input_names, plan.output_names)
     outs_b = framework.run(model, feeds_b, plan.input_names, plan.output_names)
     tolerances = plan.backend_tolerance  # per output: tolerance.per_output entries apply
-    rows, verdicts = [], []
+    rows = []
     for index, path in enumerate(files):
         row = {"image": path.name, **_tensor_stats(a[index], b[index]), "outputs": {}}
         for spec in plan.model.outputs:
@@ -80,13 +79,13 @@ def run(plan: Any, framework: Any, model: Any) -> dict[str, Any]:
         overall["outputs"][spec.name] = stats
         if "top1_agreement" in stats:
             problems += [f"{spec.name}: {p}" for p in tolerances(spec.name).classification_violations(stats)]
-    verdicts.append(Verdict.FAIL if problems else Verdict.PASS)
     judged = any(tolerances(s.name).min_top1_agreement is not None or tolerances(s.name).max_prob_diff_pp is not None
                  for s in plan.model.outputs)
     message = "; ".join(problems) if problems else \
         ("within tolerance" if judged else "reported (no tolerance.min_top1_agreement / max_prob_diff_pp set)")
     return {"a": preprocess.describe(a_steps), "b": preprocess.describe(b_steps), "image_input": name,
-            "images": rows, "overall": overall, "verdict": verdicts[0].value, "message": message}
+            "images": rows, "overall": overall, "verdict": (Verdict.FAIL if problems else Verdict.PASS).value,
+            "message": message}
 
 
 def _tensor_stats(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
@@ -104,10 +103,9 @@ def _output_stats(out_a: np.ndarray, out_b: np.ndarray, spec: Any, index: int | 
     stats: dict[str, Any] = {"max_abs": float(diff.max()) if diff.size else 0.0}
     if kind in (OutputKind.logits, OutputKind.probabilities) and out_a.ndim >= 1 and out_a.size:
         metrics = classification_metrics(out_a, out_b, kind)
-        top_a = np.argmax(out_a.reshape(-1, out_a.shape[-1]), axis=-1)
-        top_b = np.argmax(out_b.reshape(-1, out_b.shape[-1]), axis=-1)
         stats.update({"top1_agreement": metrics["top1_agreement"], "prob_diff_max_pp": metrics["prob_diff_max_pp"],
-                      "prob_diff_mean_pp": metrics["prob_diff_mean_pp"], "grade": grade(metrics["prob_diff_max_pp"])})
-        if index is not None:
-            stats.update({"top1_a": int(top_a[0]), "top1_b": int(top_b[0])})
+                      "prob_diff_mean_pp": metrics["prob_diff_mean_pp"], "grade": metrics["grade"]})
+        if index is not None:  # one image: the class each pipeline's input made the model pick
+            stats["top1_a"] = int(np.argmax(out_a.reshape(-1, out_a.shape[-1])[0]))
+            stats["top1_b"] = int(np.argmax(out_b.reshape(-1, out_b.shape[-1])[0]))
     return stats

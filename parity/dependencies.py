@@ -46,6 +46,18 @@ def missing_message(module: str, needed_for: str) -> str:
     return f"{needed_for} needs {distribution}, which is not installed here: {install_hint(module)}"
 
 
+def import_reason(needed_for: str, *modules: str) -> str | None:
+    """None when every module imports here, else `missing_message` for the first that does not."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            return missing_message(missing_module(exc) or module, needed_for)
+    return None
+
+
 def missing_module(exc: BaseException) -> str | None:
     """The module an ImportError says is missing (its `name`, or the name in its message), or None."""
     if not isinstance(exc, ImportError):

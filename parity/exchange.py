@@ -37,7 +37,6 @@ FORMATS = ("polygraphy", "onnx_test_data", "npy", "raw", "csv")  # what mode=exp
 SUFFIX = {"npy": ".npy", "raw": ".bin", "csv": ".csv"}
 POLYGRAPHY_INPUTS, POLYGRAPHY_OUTPUTS = "inputs.json", "outputs.json"
 POLYGRAPHY_RUNNER = "parity_golden"  # the runner name the exported RunResults carry
-POLYGRAPHY_PIN = "polygraphy==0.53.6"
 # CSV: the fewest significant digits that bring every value of the type back bit for bit
 _CSV_DIGITS = {"float16": 5, "bfloat16": 9, "float32": 9, "float64": 17}
 
@@ -50,7 +49,6 @@ class TensorSets:
     inputs: list[dict[str, np.ndarray]]
     outputs: list[dict[str, np.ndarray]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)  # e.g. the Polygraphy runner the outputs came from
 
 
 # -- single files ---------------------------------------------------------------------------------
@@ -167,7 +165,7 @@ def _read_csv(path: Path, dtype: str, shape: list[int]) -> np.ndarray:
 # -- directories: index.json and its tensor files ------------------------------------------------
 
 
-def _file_names(names: Sequence[str], suffix: str) -> dict[str, str]:
+def file_names(names: Sequence[str], suffix: str) -> dict[str, str]:
     """A safe, unique file name per tensor name (ONNX names may hold '/', ':' …)."""
     out, used = {}, set()
     for name in names:
@@ -192,7 +190,7 @@ def write_dir(fmt: str, directory: Path, inputs: Mapping[str, np.ndarray], outpu
     if fmt in SUFFIX:
         for section, arrays in (("inputs", inputs), ("outputs", outputs)):
             (directory / section).mkdir()
-            names = _file_names(list(arrays), SUFFIX[fmt])
+            names = file_names(list(arrays), SUFFIX[fmt])
             entries = []
             for name, array in arrays.items():
                 target = directory / section / names[name]
@@ -355,16 +353,13 @@ def read_test_data(path: Path, input_names: Sequence[str], output_names: Sequenc
 # -- Polygraphy -------------------------------------------------------------------------------------
 
 
-def _polygraphy() -> Any:
-    try:
-        import polygraphy.json  # noqa: F401
-        from polygraphy.comparator import RunResults  # noqa: F401
-    except ImportError:
-        raise UnavailableError(f"Polygraphy's JSON needs the polygraphy package: pip install {POLYGRAPHY_PIN}") \
-            from None
-    import polygraphy
+def _polygraphy() -> None:
+    """UnavailableError naming the install when polygraphy is not here."""
+    from parity.dependencies import import_reason
 
-    return polygraphy
+    reason = import_reason("Polygraphy's JSON", "polygraphy")
+    if reason is not None:
+        raise UnavailableError(reason)
 
 
 def _plain(value: Any, where: str) -> np.ndarray:

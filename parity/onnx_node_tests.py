@@ -155,26 +155,20 @@ def write_conf(case: Any, directory: Path, case_dir: Path) -> None:
 
 def import_cases(cases: list[Any], directory: Path, golden_root: Path, overwrite: bool) -> list[tuple[str, str]]:
     """Write and import every case; (case, "imported" | the reason it was left out) each."""
-    from hydra import compose, initialize_config_dir
+    from hydra import initialize_config_dir
 
     from parity.__main__ import CONFIG_DIR
     from parity.config import register_configs
-    from parity.pipeline import run_job
-    from parity.plan import JobContext
 
     register_configs()
-    from parity.golden import GoldenStore
-
     results = []
-    store = GoldenStore(golden_root)
     quiet = logging.getLogger("parity")  # each case's outcome is its own line below; the jobs' logs would repeat it
     level, quiet.level = quiet.level, logging.CRITICAL
     try:
         with tempfile.TemporaryDirectory(prefix="parity-onnx-node-") as scratch, \
                 initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             for number, case in enumerate(cases, 1):
-                reason = _import_case(case, directory, golden_root, store, overwrite, Path(scratch), compose,
-                                      run_job, JobContext)
+                reason = _import_case(case, directory, golden_root, overwrite, Path(scratch))
                 print(f"[{number}/{len(cases)}] {case.name}: {reason}", flush=True)
                 results.append((case.name, reason))
     finally:
@@ -182,10 +176,15 @@ def import_cases(cases: list[Any], directory: Path, golden_root: Path, overwrite
     return results
 
 
-def _import_case(case: Any, directory: Path, golden_root: Path, store: Any, overwrite: bool, scratch: Path,
-                 compose: Any, run_job: Any, job_context: Any) -> str:
-    """One case written and imported: "imported", or why not. An existing golden (without --overwrite) leaves
-    every file of the case as it is; a failed import removes what this run wrote."""
+def _import_case(case: Any, directory: Path, golden_root: Path, overwrite: bool, scratch: Path) -> str:
+    """One case written and imported (inside import_cases' Hydra context): "imported", or why not. An existing
+    golden (without --overwrite) leaves every file of the case as it is; a failed import removes what this run
+    wrote."""
+    from hydra import compose
+
+    from parity.pipeline import run_job
+    from parity.plan import JobContext
+
     reason = unsupported(case)
     if reason is not None:
         return reason
@@ -200,7 +199,7 @@ def _import_case(case: Any, directory: Path, golden_root: Path, store: Any, over
                  f"golden.root={golden_root}", f"golden.overwrite={str(overwrite).lower()}", "report.formats=[json]"]
     try:
         cfg = compose(config_name="config", overrides=overrides)
-        report = run_job(cfg, job_context(output_dir=scratch / case.name, start_dir=Path.cwd()))
+        report = run_job(cfg, JobContext(output_dir=scratch / case.name, start_dir=Path.cwd()))
         reason = "imported" if report.golden.written else (report.error or report.verdict.value)
     except Exception as exc:  # a case that composes or runs wrong is that case's line, not the end
         reason = one_line(exc)

@@ -56,9 +56,8 @@ def run_job(cfg: Any, context: JobContext, plan: JobPlan | None = None) -> JobRe
             compare_pipelines(plan, report)
         if plan.mode == "export":
             report.exporter = report.transform = report.backend.name = None
-            report.exported = transfer.export_golden(plan, store, context.start_dir)
-            report.golden = GoldenInfo.of(store.load(plan.model.name, plan.inputs.name), plan.inputs.name,
-                                          store.root)
+            report.exported, golden = transfer.export_golden(plan, store, context.start_dir)
+            report.golden = GoldenInfo.of(golden, plan.inputs.name, store.root)
         cache = verify(plan, store, report, context.output_dir) if plan.verifies else None
         if plan.benches:
             bench(plan, report, context.output_dir, cache)

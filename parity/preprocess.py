@@ -13,7 +13,6 @@ import numpy as np
 from parity.errors import ConfigError, DataError, UnavailableError, one_line
 from parity.inputs import DTYPES, numpy_dtype
 
-OPENCV_PIN = "opencv-python-headless==5.0.0.93"
 PILLOW_FILTERS = {"nearest": "NEAREST", "bilinear": "BILINEAR", "bicubic": "BICUBIC", "lanczos": "LANCZOS",
                   "box": "BOX", "hamming": "HAMMING"}
 OPENCV_FLAGS = ("INTER_NEAREST", "INTER_LINEAR", "INTER_CUBIC", "INTER_AREA", "INTER_LANCZOS4",
@@ -77,10 +76,13 @@ def image_files(path: str) -> list[Path]:
 
 
 def _opencv() -> Any:
-    try:
-        import cv2
-    except ImportError:
-        raise UnavailableError(f"inputs.preprocess.library=opencv needs OpenCV: pip install {OPENCV_PIN}") from None
+    from parity.dependencies import import_reason
+
+    reason = import_reason("inputs.preprocess.library=opencv", "cv2")
+    if reason is not None:
+        raise UnavailableError(reason)
+    import cv2
+
     return cv2
 
 

@@ -70,10 +70,10 @@ _ONE = {"onnx_test_data": "test_data_set_N directory", "polygraphy": "inputs JSO
 
 
 def read(plan: Any) -> list[dict[str, np.ndarray]]:
-    """The non-image sources as batches of arrays (one per test data set / Polygraphy iteration)."""
+    """The non-image sources as batches of arrays (one per test data set / Polygraphy iteration); the files are
+    there (load() has listed them with source_files)."""
     inputs, source = plan.inputs, value_of(plan.inputs.source)
     names = [s.name for s in plan.model.inputs]
-    source_files(plan)  # every file there, or a DataError naming the missing one
     if source == "npy":
         if inputs.files:
             return [{n: exchange.read_npy(Path(p)) for n, p in inputs.files.items()}]

@@ -104,11 +104,10 @@ def _npy_arrays(path: Path, section: str) -> tuple[list[dict[str, np.ndarray]], 
         return [exchange.read_npz(path)], [path]
     if not path.is_dir():
         raise DataError(f"no such file or directory {path}")
-    if (path / exchange.INDEX).is_file():  # a directory mode=export wrote: its inputs / outputs part
-        sets = exchange.read_dir("npy", path)
-        return (sets.inputs if section == "inputs" else sets.outputs) or [{}], sets.files
     sets = exchange.read_dir("npy", path)
-    return sets.inputs, sets.files
+    if (path / exchange.INDEX).is_file():  # a directory mode=export wrote: its inputs / outputs part
+        return (sets.inputs if section == "inputs" else sets.outputs) or [{}], sets.files
+    return sets.inputs, sets.files  # <name>.npy files: all of them are this section's
 
 
 def check_outputs(plan: Any, outputs: dict[str, np.ndarray], num_samples: int, where: str) -> dict[str, np.ndarray]:
@@ -198,9 +197,10 @@ def _tool(fmt: str) -> str:
     return {"polygraphy": "polygraphy", "onnx_test_data": "onnx test data"}.get(fmt, f"{fmt} files")
 
 
-def export_golden(plan: Any, store: GoldenStore, start_dir: Path) -> dict[str, Any]:
+def export_golden(plan: Any, store: GoldenStore, start_dir: Path) -> tuple[dict[str, Any], Any]:
     """mode=export: the golden of (model, inputs.name) written as export.format into export.dir, through a staging
-    directory beside it (a failed export leaves nothing half-written). Returns what the report records."""
+    directory beside it (a failed export leaves nothing half-written). Returns what the report records, and the
+    golden it read."""
     settings = plan.exporting
     target = Path(settings.dir)
     problem = output_dir_problem(target, plan.golden.root, start_dir)
@@ -241,7 +241,7 @@ def export_golden(plan: Any, store: GoldenStore, start_dir: Path) -> dict[str, A
     for hint in meta["hints"]:
         log.info("  %s", hint)
     return {"format": settings.format, "dir": str(target), "files": files, "hints": meta["hints"],
-            "golden": str(golden.path)}
+            "golden": str(golden.path)}, golden
 
 
 def _check_target(target: Path, overwrite: bool, keep: list[Path]) -> None:
@@ -288,7 +288,7 @@ def hints(fmt: str, target: Path, golden: Any) -> list[str]:
         return [f"polygraphy run <model.onnx> --onnxrt --load-inputs {target / exchange.POLYGRAPHY_INPUTS} "
                 f"--load-outputs {target / exchange.POLYGRAPHY_OUTPUTS} --atol <atol> --rtol <rtol>"]
     if fmt == "raw":
-        names = exchange._file_names(list(golden.inputs), exchange.SUFFIX["raw"])
+        names = exchange.file_names(list(golden.inputs), exchange.SUFFIX["raw"])
         loads = ",".join(f"'{n}':{target / 'inputs' / names[n]}" for n in golden.inputs)
         shapes = ",".join(f"'{n}':{'x'.join(str(d) for d in a.shape)}" for n, a in golden.inputs.items())
         return [f"trtexec --onnx=<model.onnx> --loadInputs={loads} --shapes={shapes} --exportOutput=<out.json>"]

@@ -67,14 +67,9 @@ class OnnxFramework(Framework):
     artifact_kind = "onnx"  # the model is already an ONNX artifact: backends run it through exporter=prebuilt
 
     def availability(self) -> str | None:
-        from parity.dependencies import missing_message, missing_module
+        from parity.dependencies import import_reason
 
-        try:
-            import onnx  # noqa: F401
-            import onnxruntime  # noqa: F401
-        except ImportError as exc:
-            return missing_message(missing_module(exc) or "onnx", "an ONNX model")
-        return None
+        return import_reason("an ONNX model", "onnx", "onnxruntime")
 
     def build(self, model_cfg: Any) -> OnnxModel:
         from parity import plugins

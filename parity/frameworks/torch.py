@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from parity.dependencies import missing_message, missing_module
+from parity.dependencies import import_reason
 from parity.errors import ConfigError, ModelError, one_line
 from parity.frameworks.base import Framework, builder_error, output_values
 from parity.inputs import bfloat16_bits, contiguous, with_dtype
@@ -26,11 +26,7 @@ class TorchFramework(Framework):
     reference_backend = "torch_cpu"
 
     def availability(self) -> str | None:
-        try:
-            import torch  # noqa: F401
-        except ImportError as exc:
-            return missing_message(missing_module(exc) or "torch", "a torch model")
-        return None
+        return import_reason("a torch model", "torch")
 
     def build(self, model_cfg: Any) -> Any:
         return build_model(model_cfg)
