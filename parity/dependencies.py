@@ -58,6 +58,13 @@ def import_reason(needed_for: str, *modules: str) -> str | None:
     return None
 
 
+def require(needed_for: str, *modules: str) -> None:
+    """UnavailableError with `import_reason`'s message unless every module imports here."""
+    reason = import_reason(needed_for, *modules)
+    if reason is not None:
+        raise UnavailableError(reason)
+
+
 def missing_module(exc: BaseException) -> str | None:
     """The module an ImportError says is missing (its `name`, or the name in its message), or None."""
     if not isinstance(exc, ImportError):

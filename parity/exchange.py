@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.errors import DataError, UnavailableError, one_line
+from parity.errors import DataError, one_line
 from parity.inputs import bfloat16_bits, contiguous, numpy_dtype, with_dtype
 from parity.paths import label
 
@@ -355,11 +355,9 @@ def read_test_data(path: Path, input_names: Sequence[str], output_names: Sequenc
 
 def _polygraphy() -> None:
     """UnavailableError naming the install when polygraphy is not here."""
-    from parity.dependencies import import_reason
+    from parity.dependencies import require
 
-    reason = import_reason("Polygraphy's JSON", "polygraphy")
-    if reason is not None:
-        raise UnavailableError(reason)
+    require("Polygraphy's JSON", "polygraphy")
 
 
 def _plain(value: Any, where: str) -> np.ndarray:

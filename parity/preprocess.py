@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.errors import ConfigError, DataError, UnavailableError, one_line
+from parity.errors import ConfigError, DataError, one_line
 from parity.inputs import DTYPES, numpy_dtype
 
 PILLOW_FILTERS = {"nearest": "NEAREST", "bilinear": "BILINEAR", "bicubic": "BICUBIC", "lanczos": "LANCZOS",
@@ -76,11 +76,9 @@ def image_files(path: str) -> list[Path]:
 
 
 def _opencv() -> Any:
-    from parity.dependencies import import_reason
+    from parity.dependencies import require
 
-    reason = import_reason("inputs.preprocess.library=opencv", "cv2")
-    if reason is not None:
-        raise UnavailableError(reason)
+    require("inputs.preprocess.library=opencv", "cv2")
     import cv2
 
     return cv2
