@@ -298,7 +298,7 @@ class ImportConfig:
     # parity's npy layout with index.json); raw / csv: a directory in parity's layout with its index.json
     path: Optional[str] = None
     # the inputs the outputs were computed from, where `path` does not hold them: polygraphy: its inputs JSON
-    # (--save-inputs); npy: an .npz, a directory of <input>.npy, or a directory `mode=export` wrote
+    # (--save-inputs); npy: an .npz, a directory of <input>.npy, or a directory `mode=export` wrote (npy, raw, csv)
     inputs: Optional[str] = None
     runner: Optional[str] = None  # polygraphy: the runner whose results become the golden (None: the only one)
     tool: Optional[str] = None  # the program that wrote the files, as the manifest records it ("my C++ client")

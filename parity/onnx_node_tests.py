@@ -26,6 +26,7 @@ import argparse
 import fnmatch
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -250,4 +251,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # stdout closed early (`--list | head`): not an error of the tool
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

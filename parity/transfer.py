@@ -100,14 +100,21 @@ def _read_arrays(fmt: str, path: Path, inputs_path: str | None) \
 
 
 def _npy_arrays(path: Path, section: str) -> tuple[list[dict[str, np.ndarray]], list[Path]]:
+    """An .npz, a directory of <name>.npy (all of them this section's), or a directory mode=export wrote in any
+    of its per-tensor formats (npy, raw, csv: its index says which): its `section` part."""
     if path.is_file():
         return [exchange.read_npz(path)], [path]
     if not path.is_dir():
         raise DataError(f"no such file or directory {path}")
-    sets = exchange.read_dir("npy", path)
-    if (path / exchange.INDEX).is_file():  # a directory mode=export wrote: its inputs / outputs part
-        return (sets.inputs if section == "inputs" else sets.outputs) or [{}], sets.files
-    return sets.inputs, sets.files  # <name>.npy files: all of them are this section's
+    if not (path / exchange.INDEX).is_file():
+        sets = exchange.read_dir("npy", path)
+        return sets.inputs, sets.files
+    fmt = exchange.read_index(path).get("tensor_format")
+    if fmt not in exchange.SUFFIX:
+        raise DataError(f"{path / exchange.INDEX} describes {fmt} files; import.inputs takes a directory of npy, "
+                        f"raw or csv files (or an .npz)")
+    sets = exchange.read_dir(fmt, path)
+    return (sets.inputs if section == "inputs" else sets.outputs) or [{}], sets.files
 
 
 def check_outputs(plan: Any, outputs: dict[str, np.ndarray], num_samples: int, where: str) -> dict[str, np.ndarray]:

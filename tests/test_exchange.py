@@ -298,3 +298,21 @@ def test_an_imported_golden_suggests_importing_again_never_a_reference_golden(ru
     stale, code = run_parity([*MLP, "inputs.name=back", "model.builder.hidden=16"], root)  # another model now
     assert code == 2 and "stale" in stale["error"] and "mode=import" in stale["error"]
     assert "import.format=npy" in stale["error"] and "mode=golden" not in stale["error"]
+
+
+def test_client_outputs_import_with_the_inputs_of_a_csv_export(run_parity, tmp_path: Path) -> None:
+    """The README's exchange: export CSV for a client, take its .npz outputs back with those very inputs."""
+    model = dense_relu(tmp_path / "dense.onnx", seed=6)
+    root, out = tmp_path / "golden", tmp_path / "for_my_client"
+    assert run_parity(onnx_model(model, "mode=golden"), root)[1] == 0
+    assert run_parity(onnx_model(model, "mode=export", "export.format=csv", f"export.dir={out}"), root)[1] == 0
+    import onnx
+    w, b = (numpy_helper.to_array(t) for t in onnx.load(str(model)).graph.initializer[:2])
+    x = np.loadtxt(out / "inputs" / "x.csv", delimiter=",", dtype=np.float32).reshape(-1, 6)
+    np.savez(tmp_path / "client_outputs.npz", y=np.maximum(x @ w + b, 0), s=x.sum(axis=1))
+    report, code = run_parity(onnx_model(model, "mode=import", "import.format=npy",
+                                         f"import.path={tmp_path / 'client_outputs.npz'}", f"import.inputs={out}",
+                                         "inputs.name=client"), root)
+    assert code == 0, report.get("error")
+    checked, code = run_parity(onnx_model(model, "inputs.name=client"), root)
+    assert code == 0 and {c["verdict"] for c in checked["checks"]} == {"PASS"}, checked.get("error")
