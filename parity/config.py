@@ -40,10 +40,15 @@ class Distribution(str, Enum):
 
 
 class Localize(str, Enum):
-    """ONNX-vs-ONNX localisation: `all` marks every intermediate tensor of the graph as an output."""
+    """Where a FAIL comes from. `all` (runtime): every intermediate ONNX tensor, the backend against ONNX Runtime
+    CPU on the same artifact. `source` (conversion): the source model's module outputs against the artifact's
+    tensors, and the first module whose own nodes compute something else. `auto`: whichever the FAIL's fault
+    class calls for (nothing when the job does not FAIL)."""
 
     none = "none"
     all = "all"
+    source = "source"
+    auto = "auto"
 
 
 class Framework(str, Enum):
@@ -320,9 +325,11 @@ class ExportConfig:
 class ChecksConfig:
     """Extra checks of a verify job."""
 
-    probes: bool = False  # compare the model's declared probe modules layer by layer (torch hooks vs ONNX outputs)
+    # true: compare the model's declared probe modules (model.probes) layer by layer, torch hooks vs ONNX outputs;
+    # auto: the model's top-level children, when it declares none
+    probes: Any = False
     repeats: int = 1  # > 1: run the backend that many times on the same inputs and report run-to-run differences
-    localize_chunk: int = 256  # localize=all: intermediate tensors marked per run (bounds memory)
+    localize_chunk: int = 256  # localize=all / source: intermediate tensors marked per run (bounds memory)
 
 
 @dataclass

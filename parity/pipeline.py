@@ -15,15 +15,18 @@ from parity import checks, numerics, sources, transfer
 from parity import inputs as inputs_mod
 from parity.bench import run_bench, with_plot
 from parity.conversion import ArtifactCache, Sessions, availability, build_conversion
+from parity.diagnostics.fault import classify
 from parity.diagnostics.localize import run_localization
+from parity.diagnostics.overlay import write_overlay
 from parity.diagnostics.probes import run_probes
+from parity.diagnostics.source import run_source_localization
 from parity.errors import GoldenError, ModelError, ParityError, UnavailableError, one_line
 from parity.frameworks import framework_for
 from parity.golden import GoldenStore, output_dir_problem, reference_manifest, root_path
 from parity.plan import JobContext, JobPlan, build_plan, report_settings
 from parity.report.formats import write_job
 from parity.report.model import BackendInfo, GoldenInfo, JobReport
-from parity.results import BenchReport, Candidate, jsonable
+from parity.results import BenchReport, Candidate, Verdict, jsonable
 from parity.weights import file_record
 
 log = logging.getLogger("parity")
@@ -142,6 +145,9 @@ def verify(plan: JobPlan, store: GoldenStore, report: JobReport, work_dir: Path)
     regenerate = (golden.manifest.get("imported") or {}).get("command") or \
         store.command(plan.model.name, plan.inputs.name, overwrite=True)
     checks.golden_fits(plan, golden, report.model.weights_sha256, regenerate, sizes, report.model.weights_file)
+    if plan.checks.probes == "auto":  # the model's top-level children that ran, in the order they finished
+        plan = dataclasses.replace(plan, model=dataclasses.replace(plan.model, probes=auto_probes(
+            framework, model, golden.inputs, plan, sizes[0])))
     conversion = build_conversion(plan, framework, plan.backend_sizes(sizes))
     report.describe(conversion)
     cache = ArtifactCache(plan, conversion, framework, model, golden.inputs, sizes, work_dir)
@@ -172,10 +178,44 @@ def verify(plan: JobPlan, store: GoldenStore, report: JobReport, work_dir: Path)
             report.candidates.append(Candidate(b, str(work_dir / f"candidates_b{b}.npz")))
         first = next(iter(candidates), None)
         if plan.checks.probes:
-            report.probes = run_probes(plan, cache, golden.inputs, first, candidates.get(first))
-        if plan.localize:
-            report.localization = run_localization(plan, cache, golden.inputs, first, work_dir / "localize")
+            failed = any(c.batch_size == first and c.check == "backend" and c.verdict is Verdict.FAIL
+                         for c in report.checks)
+            report.probes = run_probes(plan, cache, golden.inputs, first, candidates.get(first), failed)
+        report.fault = classify(plan, cache, golden.inputs, report.checks, candidates)
+        localize(plan, cache, golden.inputs, report, first, work_dir)
     return cache
+
+
+def localize(plan: JobPlan, cache: ArtifactCache, golden_inputs: Any, report: JobReport, first: int | None,
+             work_dir: Path) -> None:
+    """localize=all / source, or auto: the one the fault class calls for; on the first FAILing batch size (else
+    the first that ran)."""
+    kind = plan.localize
+    if kind == "auto":
+        fault = report.fault.fault_class if report.fault is not None else None
+        kind = {"conversion": "source", "runtime": "all"}.get(fault or "", "none")
+    batch = report.fault.batch_size if report.fault is not None and report.fault.batch_size in cache.sizes else first
+    if kind == "all":
+        report.localization = run_localization(plan, cache, golden_inputs, batch, work_dir / "localize")
+    elif kind == "source":
+        report.localization = run_source_localization(plan, cache, golden_inputs, batch, work_dir / "localize")
+    if report.localization is not None and report.localization.error is None:
+        report.localization = write_overlay(report.localization, cache, batch, work_dir)
+
+
+def auto_probes(framework: Any, model: Any, golden_inputs: Any, plan: JobPlan, batch: int) -> list[str]:
+    """checks.probes=auto: the stage boundaries are the model's top-level children that ran once each and return
+    a tensor (or a list of stage tensors, the last one the module's own output)."""
+    feeds = inputs_mod.take(golden_inputs, dict(plan.input_axes), batch)
+    calls, _ = framework.module_calls(model, feeds, plan.input_names)
+    counts: dict[str, int] = {}
+    for call in calls:
+        counts[call.path] = counts.get(call.path, 0) + 1
+    probes = [c.path for c in calls if "." not in c.path and counts[c.path] == 1 and c.probeable]
+    if not probes:
+        raise ModelError(f"checks.probes=auto: model '{plan.model.name}' has no top-level module that runs once")
+    log.info("probes (auto): %s", ", ".join(probes))
+    return probes
 
 
 def bench(plan: JobPlan, report: JobReport, work_dir: Path, cache: ArtifactCache | None) -> None:

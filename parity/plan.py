@@ -65,7 +65,7 @@ class JobPlan:
     output_names: tuple[str, ...]
     input_axes: Mapping[str, int | None]  # batch axis of every input (None: a fixed shape, no batch axis)
     output_axes: Mapping[str, int | None]  # batch axis of every output (None: not batched)
-    localize: bool
+    localize: str  # none | all (runtime) | source (conversion) | auto (by the FAIL's fault class)
     checks: ChecksConfig
     bench: BenchConfig
     golden: GoldenConfig
@@ -132,10 +132,7 @@ def build_plan(cfg: Any, start_dir: Path | None = None) -> JobPlan:
     inputs = _input_files(_unbatched(model, inputs, bench), model, base)
     per_output = _per_output(tolerance, model)
     _check_numbers(tolerance, reference, checks, bench, inputs, per_output)
-    if checks.probes and framework != "torch":
-        raise ConfigError(f"checks.probes needs a torch model (forward hooks); model '{model.name}' is {framework}")
-    if checks.probes and not model.probes:
-        raise ConfigError(f"checks.probes=true but model '{model.name}' declares no probes (model.probes)")
+    checks = _probes(checks, model, framework)
     _check_report(report)
     mode = value_of(cfg.mode)
     importing = _importing(typed_node(ImportConfig, cfg.get("import") or {}, "import"), mode, base)
@@ -165,7 +162,7 @@ def build_plan(cfg: Any, start_dir: Path | None = None) -> JobPlan:
         output_names=tuple(o.name for o in model.outputs),
         input_axes=MappingProxyType({s.name: batch_axis(s.shape) for s in model.inputs}),
         output_axes=MappingProxyType({o.name: o.batch_axis for o in model.outputs}),
-        localize=value_of(cfg.localize) == "all",
+        localize=value_of(cfg.localize),
         checks=checks,
         bench=bench,
         golden=golden,
@@ -377,6 +374,22 @@ def _per_output(tolerance: ToleranceConfig, model: ModelConfig) -> dict[str, Out
                           f"(model outputs: {outs}, probes: {list(model.probes)})")
     return {name: typed_node(OutputTolerance, entry, f"tolerance.per_output.{name}")
             for name, entry in tolerance.per_output.items()}
+
+
+def _probes(checks: ChecksConfig, model: Any, framework: str) -> ChecksConfig:
+    """checks.probes as true, false or "auto" (the model's top-level children when it declares no probes)."""
+    value = checks.probes
+    text = str(value).strip().lower()
+    if text not in ("true", "false", "auto"):
+        raise ConfigError(f"checks.probes must be true, false or auto, got {value!r}")
+    if text == "false":
+        return dataclasses.replace(checks, probes=False)
+    if framework != "torch":
+        raise ConfigError(f"checks.probes needs a torch model (forward hooks); model '{model.name}' is {framework}")
+    if text == "true" and not model.probes:
+        raise ConfigError(f"checks.probes=true but model '{model.name}' declares no probes (model.probes); "
+                          "checks.probes=auto picks the model's top-level children")
+    return dataclasses.replace(checks, probes="auto" if text == "auto" and not model.probes else True)
 
 
 def _check_numbers(tolerance: ToleranceConfig, reference: ReferenceToleranceConfig, checks: ChecksConfig,

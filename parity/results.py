@@ -170,6 +170,13 @@ class ProbeReport(Record):
     side_effect_max_abs: float | None = None  # the main outputs with probes attached vs without
     side_effect_ok: bool | None = None
     error: str | None = None
+    after_last_probe: str | None = None  # every probe within tolerance but the outputs FAIL: the last probe's name
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if self.after_last_probe is None:
+            data.pop("after_last_probe")
+        return data
 
 
 @dataclass(frozen=True)
@@ -186,9 +193,64 @@ class Divergence(Record):
 
 
 @dataclass(frozen=True)
-class LocalizationReport(Record):
-    """localize=all: how many intermediate tensors were compared, and the first divergent node."""
+class ModuleEntry(Record):
+    """localize=source: one call of a source module (or Keras layer) against the ONNX tensor matched to it.
 
+    `max_abs` ... compare the source's tensor with the artifact's (on the reference runtime, fed the same model
+    inputs): the error it carries. `local_*` compare the source's tensor with the module's own ONNX nodes fed the
+    source's own inputs to that module: the error it makes. `origin` is "local" (the nodes compute something
+    else), "inherited" (they only carry an upstream error) or None (within tolerance: not looked at).
+    """
+
+    module: str
+    call: int
+    leaf: bool
+    node: str
+    op_type: str
+    tensor: str
+    shape: tuple[int, ...]
+    max_abs: float | None
+    mean_abs: float | None
+    l2_rel: float | None
+    input_max_abs: float | None  # the error on the module's inputs (source vs artifact)
+    amplification: float | None  # max_abs / input_max_abs
+    within_tolerance: bool
+    message: str
+    local_max_abs: float | None = None
+    local_within_tolerance: bool | None = None
+    local_message: str | None = None
+    origin: str | None = None
+    nodes: tuple[str, ...] = ()  # the ONNX nodes of this call (the subgraph run for its local error)
+    fused: tuple[str, ...] = ()  # modules with no nodes of their own that the exporter folded into these nodes
+
+
+@dataclass(frozen=True)
+class Culprit(Record):
+    """Where the fault is: the source module and the ONNX node (localize=source: the first module with local
+    error; localize=all: the first node whose output diverges, and the module it came from where known)."""
+
+    module: str | None
+    node: str
+    op_type: str | None
+    tensor: str | None
+    call: int | None = None
+    fused: tuple[str, ...] = ()  # modules folded into the same nodes (a BatchNorm fused into its Conv)
+    max_abs: float | None = None
+    local_max_abs: float | None = None
+    input_max_abs: float | None = None
+    amplification: float | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class LocalizationReport(Record):
+    """Where a FAIL comes from. `kind` "runtime" (localize=all): the backend against ONNX Runtime CPU on the same
+    artifact, every intermediate tensor, the first divergent node. "conversion" (localize=source): the source
+    model's module outputs against the artifact's tensors, each suspect module's own nodes run on the source's
+    own inputs, the first with local error (`culprit`)."""
+
+    kind: str = "runtime"
+    culprit: Culprit | None = None
     first_divergent: Divergence | None = None
     error: str | None = None
     batch_size: int | None = None
@@ -201,9 +263,33 @@ class LocalizationReport(Record):
     atol: float | None = None
     rtol: float | None = None
     check: str | None = None
+    first_exceeding: str | None = None  # conversion: the first module call whose error exceeds its tolerance
+    modules: tuple[ModuleEntry, ...] = ()  # conversion: every matched module call, in the order they finished
+    modules_total: int | None = None  # conversion: module calls of the forward pass
+    unmatched: dict[str, str] = field(default_factory=dict)  # conversion: module call -> why no tensor matched
+    local_runs: int | None = None
+    overlay: str | None = None  # Model Explorer node data: the error per ONNX tensor
+    message: str | None = None
+    tensor_errors: dict[str, float | None] = field(default_factory=dict)  # runtime: max abs per tensor (overlay)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in super().to_dict().items() if v is not None or k in ("first_divergent", "error")}
+        keep = ("first_divergent", "error", "culprit", "kind")
+        return {k: v for k, v in super().to_dict().items() if k != "tensor_errors" and (
+            (v is not None and v != () and v != {} and v != []) or k in keep)}
+
+
+@dataclass(frozen=True)
+class FaultReport(Record):
+    """Which stage a FAIL comes from, at its first failing batch size: `fault_class` "framework_drift" (the
+    source model no longer reproduces its golden), "conversion" (the artifact on the reference runtime computes
+    something else than the source on the same inputs), "runtime" (the backend differs from the reference
+    runtime on the same artifact), or "unlocated" (each stage is within tolerance of the next)."""
+
+    fault_class: str
+    batch_size: int
+    message: str
+    reference_runtime: str | None = None
+    stages: dict[str, Any] = field(default_factory=dict)  # stage -> {max_abs, within_tolerance, message}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from torch import nn
 from parity.backends.onnxruntime import OrtBackend, OrtBackendConfig, OrtSession
 from parity.exporters.torch_onnx import TorchScriptExporter, TorchScriptExporterConfig
 from parity.report.formats import ReportWriter, writer
+from parity.transforms.base import Transform, TransformConfig
 from parity.transforms.float16 import Float16Transform
 
 
@@ -273,3 +274,123 @@ class Bfloat16Head(nn.Module):
 
 def bfloat16_head(**_: object) -> nn.Module:  # mlp's builder arguments are ignored
     return Bfloat16Head()
+
+
+def weight_node(proto: Any, target: str) -> Any:
+    """The first node with a weight (a second input) whose name, or whose weight's name, contains `target`."""
+    return next(n for n in proto.graph.node if len(n.input) > 1 and (target in n.name or target in n.input[1]))
+
+
+def scale_weight(source: Path, dest: Path, target: str, factor: float) -> str:
+    """Copy the ONNX model at `source` to `dest` (weights embedded) with the weight of the node `weight_node`
+    picks scaled by `factor`; returns that node's name."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(source))
+    node = weight_node(proto, target)
+    init = next(i for i in proto.graph.initializer if i.name == node.input[1])
+    init.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(init) * factor).astype(np.float32), init.name))
+    onnx.save(proto, str(dest))
+    return node.name
+
+
+def scale_tensor(source: Path, dest: Path, node_contains: str, factor: float) -> str:
+    """Copy the ONNX model at `source` to `dest` with the first output of the first node whose name contains
+    `node_contains` multiplied by `factor` before anything reads it; returns that node's name."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load(str(source))
+    node = next(n for n in proto.graph.node if node_contains in n.name)
+    tensor = node.output[0]
+    node.output[0] = tensor + "__unscaled"
+    scale = numpy_helper.from_array(np.array(factor, dtype=np.float32), tensor + "__factor")
+    proto.graph.initializer.append(scale)
+    index = list(proto.graph.node).index(node)
+    proto.graph.node.insert(index + 1, helper.make_node("Mul", [node.output[0], scale.name], [tensor],
+                                                        name=tensor + "__scale"))
+    onnx.save(proto, str(dest))
+    return node.name
+
+
+@dataclass
+class ScaleWeightTransformConfig(TransformConfig):
+    """Which weight to scale (a node name or weight name fragment), by how much."""
+
+    _target_: str = "tests.plugins.ScaleWeightTransform"
+    name: str = "scale_weight"
+    target: str = ""
+    factor: float = 1.1
+
+
+class ScaleWeightTransform(Transform):
+    """A transform that changes one weight of the artifact: a planted conversion fault after the export."""
+
+    Config = ScaleWeightTransformConfig
+
+    def _apply_impl(self, source: Path, out_dir: Path, calibration: Mapping[str, np.ndarray],
+                    batch_size: int | None, input_axes: Mapping[str, int]) -> Path:
+        self.scaled_node = scale_weight(source, out_dir / "model.onnx", self.config.target, self.config.factor)
+        return out_dir / "model.onnx"
+
+
+@dataclass
+class ScaleTensorTransformConfig(TransformConfig):
+    _target_: str = "tests.plugins.ScaleTensorTransform"
+    name: str = "scale_tensor"
+    node_contains: str = ""
+    factor: float = 1.1
+
+
+class ScaleTensorTransform(Transform):
+    """A transform that scales one node's output in the artifact (a wrong Add between modules, say)."""
+
+    Config = ScaleTensorTransformConfig
+
+    def _apply_impl(self, source: Path, out_dir: Path, calibration: Mapping[str, np.ndarray],
+                    batch_size: int | None, input_axes: Mapping[str, int]) -> Path:
+        scale_tensor(source, out_dir / "model.onnx", self.config.node_contains, self.config.factor)
+        return out_dir / "model.onnx"
+
+
+@dataclass
+class ScaleTensorOrtBackendConfig(OrtBackendConfig):
+    _target_: str = "tests.plugins.ScaleTensorOrtBackend"
+    node_contains: str = ""
+    factor: float = 1.1
+
+
+class ScaleTensorOrtSession(OrtSession):
+    def _open(self) -> None:
+        import dataclasses
+        import tempfile
+
+        copy = Path(tempfile.mkdtemp(prefix="scaled-")) / "model.onnx"
+        self.backend.perturbed_node = scale_tensor(Path(self.artifact.path), copy, self.backend.config.node_contains,
+                                                   self.backend.config.factor)
+        self.artifact = dataclasses.replace(self.artifact, path=copy)
+        super()._open()
+
+    def runtime_info(self) -> dict[str, Any]:
+        return {**super().runtime_info(), "perturbed_node": self.backend.perturbed_node}
+
+
+class ScaleTensorOrtBackend(OrtBackend):
+    """Real ONNX Runtime that scales one intermediate tensor of every model it loads: a planted runtime fault."""
+
+    Config = ScaleTensorOrtBackendConfig
+    session_class = ScaleTensorOrtSession
+    perturbed_node = ""
+
+
+class WithScaleDrifted(WithScale):
+    """WithScale's parameters (the same weights hash), computing a little more: the model code drifted."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, temperature = super().forward(x)
+        return logits + 0.01, temperature
+
+
+def with_scale_drifted() -> nn.Module:
+    return WithScaleDrifted()

@@ -23,9 +23,10 @@ def probe_output_name(path: str) -> str:
 
 
 def run_probes(plan: Any, cache: Any, golden_inputs: Mapping[str, np.ndarray], batch: int | None,
-               main_candidate: Mapping[str, np.ndarray] | None) -> ProbeReport:
+               main_candidate: Mapping[str, np.ndarray] | None, failed: bool = False) -> ProbeReport:
     """Probe tensors from the framework's hooks (reference) vs the probed artifact on the backend, at `batch`:
-    the first batch size that ran, whose outputs without probes were `main_candidate`."""
+    the first batch size that ran, whose outputs without probes were `main_candidate` (`failed`: they FAILed
+    against the golden, so a fault after the last probe is named as such)."""
     if batch is None or main_candidate is None:
         return ProbeReport(batch_size=batch, error="no batch size ran on the backend, so there is nothing to localise")
     feeds = inputs_mod.take(dict(golden_inputs), dict(plan.input_axes), batch)
@@ -61,6 +62,8 @@ def run_probes(plan: Any, cache: Any, golden_inputs: Mapping[str, np.ndarray], b
         entries.append(entry)
         if not entry.within_tolerance and first is None:
             first = path
-    log.info("probes: first exceeding tolerance: %s", first or "none")
+    after = entries[-1].name if failed and first is None and entries else None
+    log.info("probes: first exceeding tolerance: %s", first or (f"none; the error enters after the last probe, "
+                                                                 f"{after}" if after else "none"))
     return ProbeReport(batch_size=batch, probes=tuple(entries), first_exceeding=first, side_effect_max_abs=side,
-                       side_effect_ok=side_ok)
+                       side_effect_ok=side_ok, after_last_probe=after)

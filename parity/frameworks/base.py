@@ -65,6 +65,16 @@ class Framework(ABC):
         """The probe modules' outputs in one eager forward pass, by path, in the order the modules ran."""
         raise ConfigError(f"layer probes need forward hooks, which {self.name} models do not offer")
 
+    def module_tree(self, model: Any) -> Any:
+        """The model's modules (parity.diagnostics.scopes.ModuleTree), for localize=source."""
+        raise ConfigError(f"localize=source needs the source model's modules, which {self.name} models do not offer")
+
+    def module_calls(self, model: Any, feeds: Mapping[str, np.ndarray], input_names: Sequence[str],
+                     wanted: set[tuple[str, int]] | None = None) -> tuple[list[Any], dict[Any, Any]]:
+        """Every module call of one eager forward pass in the order they finished, and copies of the inputs and
+        outputs of the calls in `wanted` (parity.diagnostics.source.ModuleCall / Captured)."""
+        raise ConfigError(f"localize=source needs the source model's modules, which {self.name} models do not offer")
+
 
 def builder_error(model_cfg: Any, exc: BaseException) -> Exception:
     """What a failed model builder is: UnavailableError when a package it imports is missing (the one rule for

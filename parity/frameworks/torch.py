@@ -54,6 +54,18 @@ class TorchFramework(Framework):
         with deterministic():
             return run_with_probes(model, feeds, input_names, paths)
 
+    def module_tree(self, model: Any) -> Any:
+        from parity.diagnostics.scopes import torch_tree
+
+        return torch_tree(model)
+
+    def module_calls(self, model: Any, feeds: Mapping[str, np.ndarray], input_names: Sequence[str],
+                     wanted: set[tuple[str, int]] | None = None) -> tuple[list[Any], dict[Any, Any]]:
+        from parity.diagnostics.torch_hooks import module_calls
+
+        with deterministic():
+            return module_calls(model, feeds, input_names, wanted)
+
 
 def build_model(model_cfg: Any) -> torch.nn.Module:
     """Call the configured builder under the model's seed; returns the module in eval mode, float32, CPU."""

@@ -15,6 +15,7 @@ from parity.results import (
     CheckResult,
     DeterminismResult,
     ExportRecord,
+    FaultReport,
     LocalizationReport,
     ProbeReport,
     Record,
@@ -92,6 +93,7 @@ class JobReport:
     determinism: list[DeterminismResult] = field(default_factory=list)
     probes: ProbeReport | None = None
     localization: LocalizationReport | None = None
+    fault: FaultReport | None = None  # a FAIL's stage: framework drift, conversion, runtime (parity.diagnostics.fault)
     numerics: dict[str, Any] | None = None
     bench: BenchReport | None = None
     candidates: list[Candidate] = field(default_factory=list)
@@ -200,6 +202,7 @@ class JobReport:
             "determinism": self.determinism,
             "probes": self.probes,
             "localization": self.localization,
+            "fault": self.fault,
             "numerics": self.numerics,
             "bench": self.bench,
             "candidates": self.candidates,

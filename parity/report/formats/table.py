@@ -125,19 +125,56 @@ def diagnostics_lines(report: dict[str, Any], fmt: str = "github") -> list[str]:
             side = "unchanged" if probes["side_effect_ok"] else "CHANGED: probe results are unreliable"
             lines.append(f"main outputs with probes attached: max abs {_num(probes['side_effect_max_abs'])} vs "
                          f"without ({side})")
+    if probes and probes.get("after_last_probe"):
+        lines.append(f"every probe is within tolerance but the outputs FAIL: the error enters after the last probe, "
+                     f"{probes['after_last_probe']}")
+    fault = report.get("fault")
+    if fault:
+        lines.append(f"fault class (b={fault['batch_size']}): {fault['fault_class']}: {fault['message']}")
     loc = report.get("localization")
     if loc:
-        if loc["error"]:
-            lines.append(f"localize: ERROR: {loc['error']}")
+        lines += _localization_lines(loc, fmt)
+    return lines
+
+
+def _localization_lines(loc: dict[str, Any], fmt: str) -> list[str]:
+    if loc["error"]:
+        return [f"localize: ERROR: {loc['error']}"]
+    lines = []
+    if loc.get("kind") == "conversion":
+        lines.append(f"localize=source (b={loc['batch_size']}): {loc['tensors_compared']} of {loc['modules_total']} "
+                     f"module calls matched to ONNX tensors, compared in {loc['chunks_run']} chunk(s): source model "
+                     f"vs the artifact on {loc['reference']}")
+        exceeding = [m for m in loc.get("modules", []) if not m["within_tolerance"]]
+        if exceeding:
+            body = [[m["module"] + (f" #{m['call'] + 1}" if m["call"] else ""), m["node"], _num(m["max_abs"]),
+                     _num(m["input_max_abs"]), "—" if m["amplification"] is None else f"{m['amplification']:.3g}×",
+                     _num(m["local_max_abs"]), m["origin"] or "—"] for m in exceeding[:12]]
+            more = f" (first 12 of {len(exceeding)})" if len(exceeding) > 12 else ""
+            lines.append(f"modules exceeding their tolerance{more}:")
+            lines.append(tabulate(body, headers=["module", "ONNX node", "max abs", "input err", "amplification",
+                                                 "local err", "origin"], tablefmt=fmt, disable_numparse=True))
+        culprit = loc.get("culprit")
+        if culprit:
+            fused = f" (fused with {', '.join(culprit['fused'])})" if culprit.get("fused") else ""
+            lines.append(f"culprit: {culprit['module']}{fused} ↔ {culprit['node']} ({culprit['op_type']}), tensor "
+                         f"{culprit['tensor']}: local error max abs {_num(culprit['local_max_abs'])} on the source's "
+                         f"own inputs (input error {_num(culprit['input_max_abs'])})")
         else:
-            head = (f"localize (b={loc['batch_size']}): {loc['tensors_compared']} of {loc['tensors_total']} "
-                    f"intermediate tensors compared in {loc['chunks_run']} chunk(s), {loc['candidate']} vs "
-                    f"{loc['reference']}")
-            first = loc["first_divergent"]
-            tail = ("no divergent tensor" if first is None else
-                    f"first divergent node: {first['node']} ({first['op_type']}), tensor {first['tensor']}: "
-                    f"{first['reason']}, max abs {_num(first['max_abs'])}")
-            lines.append(f"{head}; {tail}")
+            lines.append(f"culprit: none ({loc.get('message', '')})")
+    else:
+        head = (f"localize (b={loc['batch_size']}): {loc['tensors_compared']} of {loc['tensors_total']} "
+                f"intermediate tensors compared in {loc['chunks_run']} chunk(s), {loc['candidate']} vs "
+                f"{loc['reference']}")
+        first = loc["first_divergent"]
+        module = (loc.get("culprit") or {}).get("module")
+        tail = ("no divergent tensor" if first is None else
+                f"first divergent node: {first['node']} ({first['op_type']})"
+                f"{f' of module {module}' if module else ''}, tensor {first['tensor']}: "
+                f"{first['reason']}, max abs {_num(first['max_abs'])}")
+        lines.append(f"{head}; {tail}")
+    if loc.get("overlay"):
+        lines.append(f"errors per node for Model Explorer: {loc['overlay']}")
     return lines
 
 
