@@ -235,6 +235,7 @@ class Culprit(Record):
     tensor: str | None
     call: int | None = None
     fused: tuple[str, ...] = ()  # modules folded into the same nodes (a BatchNorm fused into its Conv)
+    nodes: tuple[str, ...] = ()  # every ONNX node of the culprit's subgraph (its local error ran them)
     max_abs: float | None = None
     local_max_abs: float | None = None
     input_max_abs: float | None = None

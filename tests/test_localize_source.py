@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SEARCHPATH
+from tests.extras import needs_tf
 from tests.plugins import scale_weight
 
 # the weight a fault is planted in, as each exporter names its node (or, for dynamo, the weight itself)
@@ -162,3 +163,20 @@ def test_localize_source_in_chunks_gives_the_same_culprit(run_parity) -> None:
     assert code == 1 and chunked["localization"]["chunks_run"] > 3
     assert chunked["localization"]["culprit"] == whole["localization"]["culprit"]
     assert chunked["localization"]["culprit"]["module"] == "layer2.1.conv1"
+
+
+@needs_tf
+def test_keras_through_tf2onnx_clean_and_with_a_fused_conv_scaled(run_parity) -> None:
+    """tf2onnx fuses Conv, bias and BatchNorm into one node named after no layer (Conv__N) and computes in NCHW:
+    the Keras layer around it is compared across layouts and the fused node is run with it."""
+    clean, code = run_parity(["model=cifar10_vgg", "localize=source"])
+    assert code == 0 and clean["localization"]["culprit"] is None
+    assert clean["localization"]["tensors_compared"] >= 10
+    conv = next(n for n in clean["localization"]["modules"] if n["module"] == "block2_relu1")
+    assert conv["within_tolerance"] and conv["max_abs"] < 1e-4
+    report, code = run_parity(["model=cifar10_vgg", "localize=source",
+                               "transform._target_=tests.plugins.ScaleWeightTransform",
+                               "+transform.target=Conv__58", "+transform.factor=1.01"])
+    culprit = report["localization"]["culprit"]
+    assert code == 1 and report["fault"]["fault_class"] == "conversion"
+    assert culprit["module"] == "block2_relu1" and "block2_conv1" in culprit["fused"] and "Conv__58" in culprit["nodes"]

@@ -77,10 +77,12 @@ class GraphScopes:
                     found.append(out)
         return found
 
-    def subgraph(self, scope: Scope, exit_tensor: str, boundary: set[str]) -> tuple[list[int], list[str]]:
+    def subgraph(self, scope: Scope, exit_tensor: str, boundary: set[str],
+                 absorb_unscoped: bool = False) -> tuple[list[int], list[str]]:
         """The nodes of `scope` that compute `exit_tensor` (walking back until a tensor made outside it, a
         constant, or a `boundary` tensor: another call's exit), with the constant-only nodes they read; and the
-        tensors it must be fed."""
+        tensors it must be fed. `absorb_unscoped`: nodes of no module on the way belong to it too (tf2onnx names
+        a Conv it fused with its BatchNorm after no layer: `Conv__58`)."""
         inside = set(self.members(scope))
         needed, stack, feeds = set(), [exit_tensor], []
         initializers = {t.name for t in self.model.graph.initializer}
@@ -94,7 +96,8 @@ class GraphScopes:
             if tensor in initializers:
                 continue
             if node is not None and (tensor in self.constants or
-                                     (node in inside and (tensor == exit_tensor or tensor not in boundary))):
+                                     ((node in inside or (absorb_unscoped and not self.chains[node]))
+                                      and (tensor == exit_tensor or tensor not in boundary))):
                 needed.add(node)
                 stack.extend(self.model.graph.node[node].input)
             else:
@@ -153,9 +156,11 @@ def _legacy_chain(name: str, tree: ModuleTree) -> list[Scope]:
 
 
 def _tf2onnx_chain(name: str, tree: ModuleTree) -> list[Scope]:
+    """tf2onnx's `StatefulPartitionedCall/<model>_1/<layer>_1/<op>`: Keras 3 suffixes each call scope `_<n>`."""
     for part in name.split("/")[:-1]:
-        if part in tree.children and part:
-            return [(part, None)]
+        for candidate in (part, _CALL.sub(r"\1", part)):
+            if candidate in tree.children and candidate:
+                return [(candidate, None)]
     return []
 
 

@@ -111,7 +111,8 @@ def localize_source(artifact: Artifact, framework: Any, model: Any, feeds: Mappi
         matches, unmatched = match_calls(calls, scopes)
         graph_inputs = {i.name for i in skeleton.graph.input}
         for match in matches:
-            match.feeds = {c: scopes.subgraph(match.scope, c, match.boundary - {c})[1] for c in match.candidates}
+            match.feeds = {c: scopes.subgraph(match.scope, c, match.boundary - {c}, bool(match.folded_before))[1]
+                           for c in match.candidates}
         log.info("localize=source: %d module calls, %d matched to ONNX tensors", len(calls), len(matches))
         state = _Search(artifact, framework, model, feeds, input_names, reference, tolerances, work_dir, scopes,
                         types, graph_inputs)
@@ -292,7 +293,7 @@ class _Search:
             if name in self.graph_inputs or onnx_value.dtype.kind not in "fc":
                 chosen[name] = onnx_value  # a model input, or an index/shape tensor: the same on both sides
                 continue
-            same = [a for a in torch_inputs if a.shape == onnx_value.shape and a.dtype.kind in "fc"]
+            same = [laid for a in torch_inputs if a.dtype.kind in "fc" for laid in _layouts(a, onnx_value.shape)]
             if not same:
                 complete = False
                 continue
@@ -306,7 +307,7 @@ class _Search:
                sources_in: dict[str, np.ndarray] | None, values: Mapping[str, np.ndarray], tol: Tolerance) -> ModuleEntry:
         import dataclasses
 
-        nodes, _ = self.scopes.subgraph(match.scope, tensor, match.boundary - {tensor})
+        nodes, _ = self.scopes.subgraph(match.scope, tensor, match.boundary - {tensor}, bool(match.folded_before))
         names = tuple(self.scopes.model.graph.node[i].name or self.scopes.model.graph.node[i].op_type for i in nodes)
         if sources_in is None:
             return dataclasses.replace(entry, nodes=names, local_message="a tensor its nodes read has no "
@@ -343,11 +344,23 @@ def _pick(candidates: list[str], values: Mapping[str, np.ndarray],
     for tensor in reversed(candidates):
         value = values.get(tensor)
         shape = np.shape(value)
-        fitting = [next((a for a in reversed(h) if a.shape == shape), None) for h in hypotheses]
-        fitting = [a for a in fitting if a is not None]
+        fitting = [next((a for a in reversed(h) if _layouts(a, shape)), None) for h in hypotheses]
+        fitting = [laid for a in fitting if a is not None for laid in _layouts(a, shape)]
         if fitting:
             return tensor, min(fitting, key=lambda a: _distance(a, np.asarray(value)))
     return candidates[-1], None
+
+
+def _layouts(array: np.ndarray, shape: tuple[int, ...]) -> list[np.ndarray]:
+    """`array` in each layout that fits a tensor of `shape`: as it is, and channels-last turned channels-first (a
+    Keras model's NHWC tensor against tf2onnx's NCHW one); where both fit (as many channels as rows and columns)
+    the caller takes the one closer in value."""
+    fits = [array] if array.shape == tuple(shape) else []
+    if array.ndim >= 3 and len(shape) == array.ndim:
+        moved = np.moveaxis(array, -1, 1)
+        if moved.shape == tuple(shape):
+            fits.append(np.ascontiguousarray(moved))
+    return fits
 
 
 def _distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -387,7 +400,8 @@ def _subgraph_artifact(model: Any, nodes: list[int], feeds: Mapping[str, np.ndar
 
 
 def _culprit(entry: ModuleEntry) -> Culprit:
-    return Culprit(module=entry.module, call=entry.call, fused=entry.fused, node=entry.node, op_type=entry.op_type, tensor=entry.tensor,
+    return Culprit(module=entry.module, call=entry.call, fused=entry.fused, nodes=entry.nodes, node=entry.node,
+                   op_type=entry.op_type, tensor=entry.tensor,
                    max_abs=entry.max_abs, local_max_abs=entry.local_max_abs, input_max_abs=entry.input_max_abs,
                    amplification=entry.amplification,
                    message=f"{entry.module} computes something else on its own inputs: {entry.local_message}")

@@ -110,6 +110,18 @@ class SavedModel:
         return sorted(unique.values(), key=lambda v: v.name)
 
 
+def _layers(model: Any) -> list[Any]:
+    if isinstance(model, SavedModel):
+        raise ConfigError("localize=source needs the Keras model's layers; a SavedModel directory has none to list "
+                          "(build the model with its builder, or use localize=all)")
+    _, keras = import_keras()
+    return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def _flat(value: Any) -> list[Any]:
+    return [v for item in value for v in _flat(item)] if isinstance(value, (list, tuple)) else [value]
+
+
 def _output_order(name: str) -> tuple[int, int | str]:
     """Sort key of a signature's output names: Keras' `output_<n>` by n (before any other name), others by name."""
     match = re.fullmatch(r"output_(\d+)", name)
@@ -168,6 +180,38 @@ class KerasFramework(Framework):
         except Exception as exc:
             raise ModelError(f"keras forward failed: {one_line(exc)}") from exc
         return keras_outputs(result, output_names)
+
+    def module_tree(self, model: Any) -> Any:
+        from parity.diagnostics.scopes import flat_tree
+
+        return flat_tree([layer.name for layer in _layers(model)])
+
+    def module_calls(self, model: Any, feeds: Mapping[str, np.ndarray], input_names: Sequence[str],
+                     wanted: set[tuple[str, int]] | None = None) -> tuple[list[Any], dict[Any, Any]]:
+        """Every layer's output (and, for `wanted`, its inputs) from one eager pass of a model that lists its
+        layers' outputs, in layer order (a Sequential or functional model: the order they run in)."""
+        from parity.diagnostics.source import Captured, ModuleCall
+
+        tf, keras = import_keras()
+        layers = _layers(model)
+        keep = [layer for layer in layers if wanted is not None and (layer.name, 0) in wanted]
+        inputs_of = [_flat(layer.input) for layer in keep]
+        try:
+            probe = keras.Model(model.inputs, [layer.output for layer in layers] + [t for ts in inputs_of for t in ts])
+        except Exception as exc:
+            raise ConfigError(f"localize=source needs a Keras model whose layers' outputs it can list (a Sequential "
+                              f"or functional model): {one_line(exc)}") from exc
+        args = [contiguous(feeds[name]) for name in input_names]
+        with tf.device("/CPU:0"):
+            values = [np.asarray(v) for v in _flat(probe(args[0] if len(args) == 1 else args, training=False))]
+        outputs, rest = values[:len(layers)], values[len(layers):]
+        calls = [ModuleCall(layer.name, 0, True, (tuple(out.shape),)) for layer, out in zip(layers, outputs)]
+        captured = {}
+        by_name = dict(zip((layer.name for layer in layers), outputs))
+        for layer, ins in zip(keep, inputs_of):
+            captured[(layer.name, 0)] = Captured(rest[:len(ins)], [by_name[layer.name]])
+            rest = rest[len(ins):]
+        return calls, captured
 
     def reference_info(self) -> dict[str, Any]:
         import tensorflow as tf
