@@ -36,6 +36,9 @@ COMMON = [
     "scikit-learn==1.9.1",
     "scipy==1.17.1",
     "tqdm==4.70.1",
+    # tests only: a real JUnit consumer reads parity's junit.xml, and xmlschema checks it against the CI schema
+    "junitparser==5.0.3",
+    "xmlschema==4.3.2",
 ]
 CPU = ["torch==2.13.0", "onnxruntime==1.32.0", *COMMON]
 # Optional extras (pyproject's [tf] and [openvino]). tests_cpu installs the ones it can and says which it skipped;

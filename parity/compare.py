@@ -215,6 +215,8 @@ def compare_output(
         "atol": tol.atol,
         "rtol": tol.rtol,
         "check": tol.check.value,
+        "min_top1_agreement": tol.min_top1_agreement,
+        "max_prob_diff_pp": tol.max_prob_diff_pp,
     }
     if reference.dtype != candidate.dtype:
         return OutputResult(

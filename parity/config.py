@@ -266,12 +266,22 @@ class GoldenConfig:
 class ReportConfig:
     """What a job and a sweep write: the formats by name (parity/report/formats/), and where."""
 
-    formats: list[str] = field(default_factory=lambda: ["json", "table"])  # json: report.json; table: stdout
+    # json: report.json; table: stdout; summary: summary.md (+ $GITHUB_STEP_SUMMARY); junit: junit.xml;
+    # html: report.html (one self-contained file with its plots)
+    formats: list[str] = field(default_factory=lambda: ["json", "table", "summary"])
     filename: str = "report.json"
     table_format: str = "github"  # any tabulate format
     # keep each batch size's backend outputs as candidates_b<N>.npz (listed in the report): a sweep builds its
     # pairwise matrix from them
     save_outputs: bool = True
+    # the job and sweep tables' columns: compact (what decides the verdict, fits `width`), full (every metric), or
+    # a list of column names (parity.report.formats.table.JOB_COLUMNS / SWEEP_COLUMNS)
+    columns: Any = "compact"
+    width: int = 120  # the printed tables' width in characters: long names are shortened, wide grids split
+    skip_is: str = "ok"  # ok: a SKIP exits 0; fail: a SKIP exits 1 (a CI job that must not go green untested)
+    # what stays of a job's run directory once its report is written: all, failed (only jobs that did not
+    # PASS keep their exported models and output files), none (reports and logs only)
+    keep_artifacts: str = "all"
 
 
 @dataclass

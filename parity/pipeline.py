@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from parity import checks, numerics, sources, transfer
+from parity import checks, numerics, retention, sources, transfer
 from parity import inputs as inputs_mod
 from parity.bench import run_bench, with_plot
 from parity.conversion import ArtifactCache, Sessions, availability, build_conversion
@@ -38,6 +38,7 @@ def run_job(cfg: Any, context: JobContext, plan: JobPlan | None = None) -> JobRe
     started = time.perf_counter()
     report = JobReport.start(cfg, str(context.output_dir), list(context.overrides), context.num)
     settings = plan.report if plan is not None else report_settings(cfg)
+    report.skip_is = settings.skip_is
     inside = _inside_golden_root(cfg, plan, context)
     if inside is not None:  # its report, candidates and artifacts would land among goldens: write nothing
         report.fail(GoldenError(inside))
@@ -74,6 +75,14 @@ def run_job(cfg: Any, context: JobContext, plan: JobPlan | None = None) -> JobRe
         report.fail(exc)
         log.exception("unexpected error")
     report.seconds = time.perf_counter() - started
+    if settings.keep_artifacts != "all":
+        if context.num is None:  # a single run: now, so that its report says what is gone
+            report.retention = retention.apply(settings.keep_artifacts, report.verdict.value, context.output_dir) \
+                or {"policy": settings.keep_artifacts, "removed": [], "freed_bytes": 0}
+            report.retention["applied"] = "job"
+        else:  # a sweep's pairwise matrix still reads the candidates: removed after the sweep's tables
+            report.retention = {"policy": settings.keep_artifacts, "removed": None, "freed_bytes": None,
+                                "applied": "sweep"}
     write_job(report, settings, context.output_dir)
     return report
 

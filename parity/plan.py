@@ -461,6 +461,22 @@ def _check_report(report: ReportConfig) -> None:
     if report.table_format not in tabulate_formats:
         raise ConfigError(f"report.table_format '{report.table_format}' is not a tabulate format "
                           f"(e.g. {', '.join(sorted(tabulate_formats)[:8])}, …)")
+    from parity.report.formats.table import JOB_COLUMNS, SWEEP_COLUMNS
+
+    columns = report.columns
+    if not isinstance(columns, str):
+        unknown = [c for c in columns if c not in JOB_COLUMNS and c not in SWEEP_COLUMNS]
+        if unknown or not columns:
+            raise ConfigError(f"report.columns names unknown columns {unknown} (known: compact, full, or a list of "
+                              f"{', '.join(dict.fromkeys([*JOB_COLUMNS, *SWEEP_COLUMNS]))})")
+    elif columns not in ("compact", "full"):
+        raise ConfigError(f"report.columns must be compact, full or a list of column names, got '{columns}'")
+    if report.width < 40:
+        raise ConfigError(f"report.width must be at least 40 characters, got {report.width}")
+    for key, value, allowed in (("skip_is", report.skip_is, ("ok", "fail")),
+                                ("keep_artifacts", report.keep_artifacts, ("all", "failed", "none"))):
+        if value not in allowed:
+            raise ConfigError(f"report.{key} must be one of {', '.join(allowed)}, got '{value}'")
 
 
 def _tolerance_set(base: Any, per_output: Mapping[str, OutputTolerance]) -> ToleranceSet:

@@ -33,8 +33,10 @@ def overall(verdicts: Iterable[Verdict | str]) -> Verdict:
     return Verdict.SKIP
 
 
-def exit_code(verdict: Verdict | str) -> int:
-    """0 for PASS/SKIP, 1 for FAIL, 2 for ERROR."""
+def exit_code(verdict: Verdict | str, skip_is: str = "ok") -> int:
+    """0 for PASS/SKIP, 1 for FAIL, 2 for ERROR; a SKIP is 1 under `skip_is="fail"` (report.skip_is)."""
+    if skip_is == "fail" and Verdict(verdict) is Verdict.SKIP:
+        return 1
     return _SEVERITY[Verdict(verdict)]
 
 
@@ -76,6 +78,9 @@ class OutputResult(Record):
     check: str
     metrics: dict[str, Any] = field(default_factory=dict)
     classification: dict[str, Any] | None = None
+    # the classification thresholds that judged it (the tolerance's), None where unset
+    min_top1_agreement: float | None = None
+    max_prob_diff_pp: float | None = None
 
 
 @dataclass(frozen=True)

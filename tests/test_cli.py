@@ -174,7 +174,8 @@ def test_multirun_without_report_files_and_with_a_config_error_in_one_job(cli, t
                f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert not list(sweep.glob("*/report.json"))
-    verdicts = [line.split()[-2] for line in proc.stdout.splitlines() if line.startswith("|") and "mlp" in line]
+    sweep_table = proc.stdout.split("== sweep:", 1)[1].splitlines()
+    verdicts = [line.split()[-2] for line in sweep_table if line.startswith("| ")]
     assert "PASS" in verdicts and "ERROR" in verdicts
     assert proc.stdout.strip().splitlines()[-1].startswith("ERROR  sweep of 2")
     assert "tolerance.atol must be >= 0" in proc.stdout + proc.stderr

@@ -53,6 +53,7 @@ class AggregateCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep = aggregate(sweep_dir, settings.filename, self.jobs)
         outcome.record_sweep(sweep.exit_code)  # first: whatever a writer does, the process exits with it
+        sweep.retention = apply_retention(sweep, settings.keep_artifacts)
         if not write_sweep(sweep, settings, sweep_dir):
             outcome.record_sweep(2)  # a report that failed its schema, or a format that failed: an ERROR
 
@@ -63,11 +64,12 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> Swe
     if not jobs:
         jobs = [{"output_dir": str(p.parent), "num": None, "overrides": [], "error": None}
                 for p in sorted(sweep_dir.glob(f"*/{filename}"))]
-    entries, rows, sources = [], [], []
+    entries, rows, sources, reports = [], [], [], []
     variants = _variants(jobs)
     for job in sorted(jobs, key=lambda j: (j["num"] is None, j["num"] or 0, j["output_dir"])):
         path = Path(job["output_dir"]) / filename
         report, error = _report_of(job, path)
+        reports.append(report)
         if report is None:
             entries.append(SweepJob(job["num"], job["output_dir"], tuple(job["overrides"]), None, Verdict.ERROR, 2,
                                     error))
@@ -83,7 +85,28 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> Swe
         sources.append({"variant": variant, "report": report,
                         "exporter": artifact_label(report["exporter"], report.get("transform"))})
     return SweepReport(sweep_dir=str(sweep_dir), jobs=entries, rows=rows, pivot=pivot(rows),
-                       pairwise=pairwise(sources), bench=bench_comparison(sources, sweep_dir))
+                       pairwise=pairwise(sources), bench=bench_comparison(sources, sweep_dir), reports=reports)
+
+
+def apply_retention(sweep: SweepReport, default: str) -> list[dict[str, Any]]:
+    """report.keep_artifacts for every job of a finished sweep (each job's own setting, else `default`), once
+    its tables are built; what was removed per job."""
+    from parity import retention
+
+    done = []
+    for job, report in zip(sweep.jobs, sweep.reports):
+        policy = ((report or {}).get("retention") or {}).get("policy", default)
+        if report is None or policy == "all":
+            continue
+        removed = retention.apply(policy, job.verdict.value, Path(job.output_dir))
+        done.append({"job": job.num, "output_dir": job.output_dir, "policy": policy,
+                     **({"removed": [], "freed_bytes": 0} if removed is None else
+                        {"removed": removed["removed"], "freed_bytes": removed["freed_bytes"]})})
+    freed = sum(d["freed_bytes"] for d in done)
+    if done:
+        log.info("keep_artifacts: removed %d file(s) or folder(s) from %d job(s), %.1f MB freed",
+                 sum(len(d["removed"]) for d in done), sum(1 for d in done if d["removed"]), freed / 1e6)
+    return done
 
 
 def _report_of(job: dict[str, Any], path: Path) -> tuple[dict[str, Any] | None, str | None]:

@@ -101,6 +101,8 @@ class JobReport:
     preprocess_comparison: dict[str, Any] | None = None  # mode=compare_preprocess (parity.compare_preprocess)
     error: str | None = None
     seconds: float = 0.0
+    skip_is: str = "ok"  # report.skip_is: "fail" makes a SKIP exit 1
+    retention: dict[str, Any] | None = None  # report.keep_artifacts: what was removed (parity.retention)
 
     @classmethod
     def start(cls, cfg: Any, output_dir: str, overrides: list[str], num: int | None) -> JobReport:
@@ -175,7 +177,7 @@ class JobReport:
 
     @property
     def exit_code(self) -> int:
-        return exit_code(self.verdict)
+        return exit_code(self.verdict, self.skip_is)
 
     def checks_verdict(self) -> Verdict | None:
         """The verdict of the checks alone (what a benchmark in the same job is marked with); None without any."""
@@ -210,6 +212,7 @@ class JobReport:
             "preprocess_comparison": self.preprocess_comparison,
             "config": self.config,
             "environment": self.environment,
+            "retention": self.retention,
             "seconds": self.seconds,
         })
 
@@ -260,6 +263,10 @@ class SweepReport:
     pairwise: list[dict[str, Any]]
     bench: list[dict[str, Any]]
     created: str = field(default_factory=now)
+    # each job's report (JSON form) in the order of `jobs`, None where a job left none: for the writers, not
+    # serialised (the jobs' own files hold them)
+    reports: list[dict[str, Any] | None] = field(default_factory=list)
+    retention: list[dict[str, Any]] = field(default_factory=list)  # per job: what report.keep_artifacts removed
 
     @property
     def verdict(self) -> Verdict:
@@ -267,7 +274,8 @@ class SweepReport:
 
     @property
     def exit_code(self) -> int:
-        return exit_code(self.verdict)
+        """The worst job's code (a job counting a SKIP as a failure included), at least the verdict's."""
+        return max([exit_code(self.verdict), *(job.exit_code for job in self.jobs)])
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable({
@@ -282,6 +290,7 @@ class SweepReport:
             "pivot": self.pivot,
             "pairwise": self.pairwise,
             "bench": self.bench,
+            "retention": self.retention,
         })
 
 

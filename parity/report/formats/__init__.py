@@ -7,6 +7,7 @@ a sweep's sweep_report.json document.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import pkgutil
@@ -39,8 +40,18 @@ class ReportWriter(ABC):
         """Write one job's report; the path written, if any."""
 
     @abstractmethod
-    def sweep(self, document: dict[str, Any], settings: Any, sweep_dir: Path) -> Path | None:
-        """Write a sweep's report; the path written, if any."""
+    def sweep(self, document: dict[str, Any], settings: Any, sweep_dir: Path,
+              reports: list[dict[str, Any] | None]) -> Path | None:
+        """Write a sweep's report; the path written, if any. `reports`: each job's report (JSON form) in the
+        order of document["jobs"], None for a job that left none."""
+
+
+def write_text(text: str, path: Path) -> Path:
+    """Write atomically (temp file + rename): a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
 
 
 def writer(cls: type[ReportWriter]) -> type[ReportWriter]:
@@ -81,10 +92,16 @@ def write_sweep(sweep: Any, settings: Any, sweep_dir: Path) -> bool:
         if chosen.needs_valid and not valid:
             continue
         try:
-            chosen.sweep(document, settings, sweep_dir)
+            if len(inspect.signature(chosen.sweep).parameters) >= 4:
+                path = chosen.sweep(document, settings, sweep_dir, list(sweep.reports))
+            else:  # a writer from before `reports` was passed: (document, settings, sweep_dir)
+                path = chosen.sweep(document, settings, sweep_dir)
         except Exception as exc:
             ok = False
             log.error("report format '%s' failed on the sweep: %s", chosen.name, one_line(exc))
+            continue
+        if path is not None and not chosen.prints:
+            log.info("sweep report: %s", path)
     return ok
 
 

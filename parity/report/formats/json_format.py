@@ -18,5 +18,6 @@ class JsonWriter(ReportWriter):
     def job(self, report: dict[str, Any], settings: Any, output_dir: Path) -> Path:
         return write_json(report, output_dir / settings.filename, REPORT_SCHEMA)
 
-    def sweep(self, document: dict[str, Any], settings: Any, sweep_dir: Path) -> Path:
+    def sweep(self, document: dict[str, Any], settings: Any, sweep_dir: Path,
+              reports: list[dict[str, Any] | None]) -> Path:
         return write_json(document, sweep_dir / SWEEP_REPORT, SWEEP_SCHEMA)
