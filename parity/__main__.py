@@ -32,6 +32,7 @@ def _job(cfg: DictConfig) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import get_original_cwd
 
+    from parity.logs import native_output_to
     from parity.pipeline import run_job
     from parity.plan import JobContext, build_plan
 
@@ -47,7 +48,8 @@ def _job(cfg: DictConfig) -> dict[str, Any]:
         except ConfigError as exc:
             _CONFIG_ERRORS.append(exc)  # raised here, Hydra would print its own "Error executing job" line
             return {}
-    report = run_job(cfg, context, plan)
+    with native_output_to(context.output_dir / "parity.log"):  # C/C++ libraries' stderr: the log, not the terminal
+        report = run_job(cfg, context, plan)
     outcome.record_job(report.exit_code)
     return report.to_dict()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from parity import inputs as inputs_mod
+from parity import progress
 from parity.errors import ExportError, one_line
 from parity.results import BenchReport, BenchResult, ColdStart
 from parity.timing import latency_stats, stability
@@ -61,28 +62,31 @@ def run_bench(settings: Any, cache: Any, sizes: Sequence[int], input_specs: Sequ
     timing, thread_record = None, threads(backend)
     cold: list[ColdStart] = []
     results: list[BenchResult] = []
-    for _, same_artifact in itertools.groupby(sizes, key=cache.key):
-        group = list(same_artifact)
-        artifact = cache.get(group[0])
-        try:
-            if artifact.failure():
-                raise ExportError(artifact.failure())
-            start = time.perf_counter()
-            with backend.prepare(artifact) as session:
-                load_s = time.perf_counter() - start
-                thread_record = threads(backend)  # as in force once loaded (a backend may set its own)
+    with progress.steps(len(sizes), f"bench {backend.name}") as bar:
+        for _, same_artifact in itertools.groupby(sizes, key=cache.key):
+            group = list(same_artifact)
+            artifact = cache.get(group[0])
+            try:
+                if artifact.failure():
+                    raise ExportError(artifact.failure())
+                start = time.perf_counter()
+                with backend.prepare(artifact) as session:
+                    load_s = time.perf_counter() - start
+                    thread_record = threads(backend)  # as in force once loaded (a backend may set its own)
+                    for b in group:
+                        result, timing, first_ms = _one_size(settings, session, b, input_specs, artifact.sha256,
+                                                             timing, first=b == group[0])
+                        if first_ms is not None:
+                            cold.append(ColdStart(b, load_s, first_ms))
+                        results.append(result)
+                        bar.update(1, f"b={b}")
+            except Exception as exc:  # the artifact could not be made, loaded or let go: each size it serves left
+                done = {r.batch_size for r in results}
                 for b in group:
-                    result, timing, first_ms = _one_size(settings, session, b, input_specs, artifact.sha256,
-                                                         timing, first=b == group[0])
-                    if first_ms is not None:
-                        cold.append(ColdStart(b, load_s, first_ms))
-                    results.append(result)
-        except Exception as exc:  # the artifact could not be made, loaded or let go: every size it serves left
-            done = {r.batch_size for r in results}
-            for b in group:
-                if b not in done:
-                    results.append(BenchResult(batch_size=b, error=one_line(exc), artifact_sha256=artifact.sha256))
-                    log.error("bench b=%d: %s", b, results[-1].error)
+                    if b not in done:
+                        results.append(BenchResult(batch_size=b, error=one_line(exc),
+                                                   artifact_sha256=artifact.sha256))
+                        log.error("bench b=%d: %s", b, results[-1].error)
     return BenchReport(settings=_settings(settings, sizes), timing=timing,
                        include_transfers=bool(settings.include_transfers), threads=thread_record, cold=tuple(cold),
                        results=tuple(results))

@@ -163,6 +163,47 @@ def difference(reference: np.ndarray, candidate: np.ndarray, tolerance: Toleranc
     }
 
 
+PROFILE_WORST = 8  # the elements an output's profile lists, largest |d| first
+PROFILE_BINS_PER_DECADE = 4
+PROFILE_MAX_BINS = 64
+
+
+def error_profile(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance | None = None) -> dict[str, Any]:
+    """Where an output's error lies, for reports a person reads: a histogram of |candidate - reference| on
+    log-spaced bins (PROFILE_BINS_PER_DECADE per decade, from the smallest non-zero difference's decade to the
+    largest's; exact zeros and non-finite elements counted apart), and the PROFILE_WORST elements with the
+    largest difference (index, golden, candidate, |d|, and the elementwise allowance atol + rtol·|golden|)."""
+    ref = np.asarray(reference).astype(np.float64, copy=False).ravel()
+    cand = np.asarray(candidate).astype(np.float64, copy=False).ravel()
+    finite = np.isfinite(ref) & np.isfinite(cand)
+    diff = np.abs(np.where(finite, cand, 0.0) - np.where(finite, ref, 0.0))
+    positive = diff[finite & (diff > 0)]
+    edges: list[float] = []
+    counts: list[int] = []
+    if positive.size:
+        low = math.floor(math.log10(float(positive.min())))
+        high = max(math.ceil(math.log10(float(positive.max()))), low + 1)
+        bins = min((high - low) * PROFILE_BINS_PER_DECADE, PROFILE_MAX_BINS)
+        hist, exps = np.histogram(np.log10(positive), bins=bins, range=(low, high))
+        edges = [float(10.0 ** e) for e in exps]
+        counts = [int(c) for c in hist]
+    worst = []
+    if diff.size:
+        k = min(PROFILE_WORST, diff.size)
+        order = np.argpartition(np.where(finite, diff, np.inf), diff.size - k)[diff.size - k:]
+        order = order[np.argsort(-np.where(finite, diff, np.inf)[order], kind="stable")]
+        shape = np.asarray(reference).shape
+        for flat in order:
+            g, c = float(ref[flat]), float(cand[flat])
+            entry = {"index": [int(i) for i in np.unravel_index(int(flat), shape)], "golden": g, "candidate": c,
+                     "abs_diff": float(diff[flat]) if finite[flat] else None}
+            if tolerance is not None:
+                entry["allowed"] = tolerance.atol + tolerance.rtol * abs(g) if math.isfinite(g) else None
+            worst.append(entry)
+    return {"edges": edges, "counts": counts, "zeros": int(np.count_nonzero(finite & (diff == 0))),
+            "nonfinite": int(diff.size - np.count_nonzero(finite)), "worst": worst}
+
+
 def grade(prob_diff_pp: float) -> str:
     """Seed 000's grades: < 1 pp excellent, 1-5 good, 5-10 look, > 10 problem."""
     for limit, name in GRADES:
@@ -235,4 +276,6 @@ def compare_output(
     problems = tol.violations(metrics, classification)
     verdict = Verdict.FAIL if problems else Verdict.PASS
     message = "; ".join(problems) if problems else "within tolerance"
-    return OutputResult(verdict=verdict, message=message, metrics=metrics, classification=classification, **base)
+    profile = error_profile(reference, candidate, tol) if reference.dtype.kind in "fiub" else None
+    return OutputResult(verdict=verdict, message=message, metrics=metrics, classification=classification,
+                        profile=profile, **base)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from parity import inputs as inputs_mod
-from parity import plugins
+from parity import plugins, progress
 from parity.artifact import Artifact
 from parity.errors import ConfigError, one_line
 from parity.frameworks import framework_names
@@ -144,8 +144,9 @@ class ArtifactCache:
         log.info("%s%s%s", what, " (with probes)" if probed else "", "" if key is None else f" at batch {batch_size}")
         out_dir = self.work_dir / "artifacts" / tag
         output_axes = {**plan.output_axes, **{probe_output_name(p): 0 for p in probes}}
-        artifact = exporter.export(model, {n: example[n] for n in plan.input_names}, dict(plan.input_axes), outputs,
-                                   out_dir, batch_size, output_axes)
+        with progress.working(what):
+            artifact = exporter.export(model, {n: example[n] for n in plan.input_names}, dict(plan.input_axes),
+                                       outputs, out_dir, batch_size, output_axes)
         if artifact.record.ok:
             log.info("exported %s (sha256 %s…, %.1fs)", artifact.path, artifact.record.sha256[:12],
                      artifact.record.seconds)

@@ -81,6 +81,8 @@ class OutputResult(Record):
     # the classification thresholds that judged it (the tolerance's), None where unset
     min_top1_agreement: float | None = None
     max_prob_diff_pp: float | None = None
+    # where the error lies (parity.compare.error_profile): |d| histogram on log-spaced bins, the worst elements
+    profile: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

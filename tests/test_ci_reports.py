@@ -241,7 +241,7 @@ def test_keep_artifacts_failed_removes_a_passing_jobs_models_and_outputs_and_kee
                "tolerance.rtol=0")
     assert gone.returncode == 1 and not (run / "artifacts").exists()
     kept = cli("model=mlp", "exporter=torchscript")
-    assert json.loads((run / "report.json").read_text())["retention"] is None and (run / "artifacts").is_dir()
+    assert kept.returncode == 0 and json.loads((run / "report.json").read_text())["retention"] is None and (run / "artifacts").is_dir()
 
 
 def test_a_sweep_removes_artifacts_after_its_pairwise_matrix_is_built(cli, tmp_path: Path) -> None:
@@ -258,3 +258,184 @@ def test_a_sweep_removes_artifacts_after_its_pairwise_matrix_is_built(cli, tmp_p
     assert not list((tmp_path / "sweep").glob("*/artifacts"))
     for job in tmp_path.glob("sweep/*/report.json"):
         assert json.loads(job.read_text())["retention"]["applied"] == "sweep"
+
+
+# -- quiet output and progress ---------------------------------------------------------------------------------
+
+
+def test_stdout_carries_only_tables_and_the_terminal_only_paritys_lines(cli, tmp_path: Path) -> None:
+    proc = cli("-m", "model=mlp", "exporter=torchscript,dynamo")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Launching" not in proc.stdout and "HYDRA" not in proc.stdout and "#0" not in proc.stdout
+    assert all(line.startswith(("|", "ran on:", "PASS", "==")) for line in proc.stdout.splitlines() if line), \
+        proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("[parity] ") for line in lines), proc.stderr
+    assert [line for line in lines if " job " in f" {line[9:]}"][:2] == [
+        "[parity] job 1/2: model=mlp exporter=torchscript", "[parity] job 2/2: model=mlp exporter=dynamo"]
+    launch = (tmp_path / "sweep" / "multirun.log").read_text()
+    assert "Launching 2 jobs locally" in launch and "#1 : model=mlp exporter=dynamo" in launch
+
+
+def test_native_stderr_of_tensorflow_goes_to_the_log_not_the_terminal(cli, tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow", reason="the tf extra is not installed here")
+    proc = cli("model=cifar10_vgg")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("[parity] ") for line in lines), proc.stderr
+    log_text = (tmp_path / "run" / "parity.log").read_text()
+    assert "oneDNN" in log_text or "absl" in log_text or "[tensorflow]" in log_text
+
+
+def test_a_traceback_stays_in_the_log() -> None:
+    import logging
+    import sys
+
+    from parity.logs import ConsoleFormatter
+
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        record = logging.LogRecord("parity", logging.ERROR, "x", 1, "unexpected error", None, sys.exc_info())
+    assert ConsoleFormatter().format(record) == "[parity] unexpected error (traceback in parity.log)"
+
+
+def _on_a_terminal(args: list[str], cwd: Path) -> tuple[int, str]:
+    """Run the CLI with stderr on a real pseudo-terminal of 120 columns; (exit code, what the terminal got)."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from tests.conftest import REPO
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "parity", *args], stdout=subprocess.DEVNULL, stderr=slave,
+                            cwd=str(REPO), env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(timeout=600), b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bars_on_a_terminal_and_plain_lines_elsewhere(cli, tmp_path: Path) -> None:
+    args = ["-m", "model=mlp", "exporter=dynamo,torchscript", "mode=verify+bench", "bench.runs=5",
+            "bench.min_seconds=0.2", "bench.batch_sizes=[1,2]", f"hydra.sweep.dir={tmp_path / 'tty'}"]
+    code, seen = _on_a_terminal(args, tmp_path)
+    assert code == 0, seen[-2000:]
+    assert "bench ort_cpu: 100%|" in seen and "2/2 [" in seen  # the benchmark's bar over its batch sizes
+    assert "\rexporting with dynamo: 00:0" in seen  # the export's running clock
+    assert "[parity] job 2/2: model=mlp exporter=torchscript" in seen and "1/2 [" in seen  # the sweep's bar
+    assert "[parity] bench b=1: median" in seen and "\n[parity] bench b=1" in seen.replace("\r", "\n")
+    plain = cli(*args[:-1])
+    assert plain.returncode == 0 and "\r" not in plain.stderr and "%|" not in plain.stderr
+    assert "[parity] job 2/2: model=mlp exporter=torchscript mode=verify+bench" in plain.stderr
+
+
+# -- the self-contained HTML report, rendered by a real headless Chromium ------------------------------------------
+
+FAULT = ["transform._target_=tests.plugins.ScaleWeightTransform", "+transform.target=model.2/Gemm",
+         "+transform.factor=1.5"]
+
+
+def _browser() -> Any:
+    from tests.browser import Browser, missing_reason
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    return Browser()
+
+
+def _self_contained(page: str) -> None:
+    """Nothing is fetched from anywhere: styles, script and every plot are inside the file."""
+    import re
+
+    assert not re.search(r'(src|href)="(https?:|//)', page) and "<link" not in page
+    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'<img[^>]* src="([^"]+)"', page))
+
+
+def test_the_html_report_of_a_job_renders_in_a_real_browser(cli, tmp_path: Path) -> None:
+    proc = cli("model=mlp", "exporter=torchscript", "localize=source", "mode=verify+bench", "bench.runs=5",
+               "bench.min_seconds=0.2", "bench.batch_sizes=[1,2]", "report.formats=[json,html]", *FAULT)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    page = (tmp_path / "run" / "report.html").read_text()
+    _self_contained(page)
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    with _browser() as tab:
+        tab.open((tmp_path / "run" / "report.html").as_uri())
+        assert tab.errors() == []
+        seen = tab.evaluate("""({
+            verdict: document.getElementById('verdict').textContent,
+            rows: Array.from(document.querySelectorAll('#verdicts tbody tr')).map(r => r.dataset.verdict),
+            images: Array.from(document.images).map(i => [i.className, i.complete && i.naturalWidth > 0]),
+            worst: document.querySelectorAll('.output table tbody tr').length,
+            failingCells: document.querySelectorAll('#verdicts td.FAIL').length,
+        })""")
+        assert seen["verdict"] == "FAIL"
+        assert seen["rows"] == [o["verdict"] for c in report["checks"] for o in c["outputs"]]
+        assert dict(seen["images"]) == {"histogram": True, "divergence": True, "latency": True}, seen["images"]
+        assert seen["worst"] == len(report["checks"][-1]["outputs"][0]["profile"]["worst"]) > 0
+        assert seen["failingCells"] == sum(o["verdict"] == "FAIL" for c in report["checks"] for o in c["outputs"])
+        tab.evaluate("document.querySelector('button.only-problems').click()")
+        shown = tab.evaluate("Array.from(document.querySelectorAll('#verdicts tbody tr'))"
+                             ".filter(r => !r.hidden).map(r => r.dataset.verdict)")
+        assert shown and set(shown) == {"FAIL"}
+        assert tab.errors() == []
+
+
+def test_the_browser_check_sees_a_broken_page(tmp_path: Path) -> None:
+    """The renderer check can fail: a page whose script throws and logs an error is caught."""
+    broken = tmp_path / "broken.html"
+    broken.write_text("<!DOCTYPE html><p id=x>x</p><script>console.error('bad'); undefinedFunction();</script>")
+    with _browser() as tab:
+        tab.open(broken.as_uri())
+        errors = tab.errors()
+    assert any("bad" in e for e in errors) and any("undefinedFunction" in e for e in errors), errors
+
+
+def test_the_html_report_of_a_sweep_has_its_grid_its_matrix_and_links_to_every_job(cli, tmp_path: Path) -> None:
+    proc = cli("-m", "model=mlp", "exporter=torchscript,jit_trace", "backend=ort_cpu,torch_cpu",
+               "report.formats=[json,html]")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sweep = tmp_path / "sweep"
+    page = (sweep / "report.html").read_text()
+    _self_contained(page)
+    document = json.loads((sweep / "sweep_report.json").read_text())
+    with _browser() as tab:
+        tab.open((sweep / "report.html").as_uri())
+        assert tab.errors() == []
+        seen = tab.evaluate("""({
+            verdict: document.getElementById('verdict').textContent,
+            grid: Array.from(document.querySelectorAll('#matrix thead th')).map(h => h.textContent),
+            gridCells: Array.from(document.querySelectorAll('#matrix td.PASS')).length,
+            rows: document.querySelectorAll('#rows tbody tr').length,
+            pairwise: document.querySelectorAll('table.pairwise').length,
+            links: Array.from(document.querySelectorAll('a')).map(a => a.href),
+        })""")
+        assert seen["verdict"] == "PASS"
+        assert seen["grid"][3:] == document["pivot"]["columns"] and seen["gridCells"] == len(document["pivot"]["columns"])
+        assert seen["rows"] == len(document["rows"]) and seen["pairwise"] == len(document["pairwise"]) > 0
+        assert len(seen["links"]) == 4
+        for link in seen["links"]:
+            tab.open(link)  # every job's own page opens, and renders without errors
+            assert tab.errors() == [] and tab.evaluate("document.getElementById('verdict').textContent") == "PASS"

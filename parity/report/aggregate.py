@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,23 @@ class AggregateCallback(Callback):
 
     def __init__(self) -> None:
         self.jobs: list[dict[str, Any]] = []
+        self.total: int | None = None
+        self.started = time.monotonic()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.total, self.started = sweep_size(config), time.monotonic()
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        from parity.progress import job_line
+
+        try:
+            hc = HydraConfig.get()
+        except ValueError:
+            return
+        if hc.mode is not None and str(hc.mode).endswith("MULTIRUN"):
+            log.info("%s", job_line(len(self.jobs), self.total, self.started, " ".join(hc.overrides.task)))
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -56,6 +74,24 @@ class AggregateCallback(Callback):
         sweep.retention = apply_retention(sweep, settings.keep_artifacts)
         if not write_sweep(sweep, settings, sweep_dir):
             outcome.record_sweep(2)  # a report that failed its schema, or a format that failed: an ERROR
+
+
+def sweep_size(config: DictConfig) -> int | None:
+    """How many jobs the basic sweeper will launch: the product of the sweep overrides' lengths (command line and
+    hydra.sweeper.params); None where that cannot be told (another sweeper, a range it cannot count)."""
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        words = list(config.hydra.overrides.task)
+        params = config.hydra.sweeper.get("params") or {}
+        words += [f"{k}={v}" for k, v in params.items()]
+        total = 1
+        for override in OverridesParser.create().parse_overrides(words):
+            if override.is_sweep_override():
+                total *= len(list(override.sweep_string_iterator()))
+        return total
+    except Exception:
+        return None
 
 
 def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> SweepReport:

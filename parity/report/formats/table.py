@@ -113,7 +113,7 @@ JOB_COLUMNS: dict[str, tuple[str, Callable[[dict[str, Any], dict[str, Any]], str
     "verdict": ("verdict", lambda c, o: o["verdict"]),
 }
 FULL_JOB = ["check", "batch", "output", "max_abs", "mean_abs", "max_rel", "l2_rel", "cosine", "pct_out", "top1",
-            "dp", "tolerance", "verdict"]
+            "dp", "grade", "tolerance", "verdict"]
 SQUEEZABLE = {"output", "model", "exporter", "backend"}  # names that may be shortened to fit the width
 
 
@@ -357,20 +357,23 @@ def bench_lines(report: dict[str, Any], fmt: str = "github", columns: Any = "com
         return [f"bench: SKIP: {bench['skip_reason']}"]
     failed = bench["parity_verdict"] in ("FAIL", "ERROR")
     names = BENCH_FULL if columns == "full" else BENCH_COMPACT
-    body = []
+    body, notes = [], []
     for r in bench["results"]:
         if r["error"]:
-            body.append([str(r["batch_size"]), *["—"] * (len(names) - 2), f"ERROR: {r['error']}"])
+            body.append([str(r["batch_size"]), *["—"] * (len(names) - 2), "ERROR"])
+            notes.append(f"b={r['batch_size']} ERROR: {r['error']}")
             continue
-        flags = [f"UNSTABLE ({r['unstable_reason']})"] if r["unstable"] else []
+        flags = ["UNSTABLE"] if r["unstable"] else []
+        if r["unstable"]:
+            notes.append(f"b={r['batch_size']} unstable: {r['unstable_reason']}")
         if failed:
             flags.insert(0, f"PARITY {bench['parity_verdict']}: not a result")
         cells = {"batch": str(r["batch_size"]), "runs": str(r["runs"]), "std": _num(r["std_ms"], ".3g"),
                  "samples/s": _num(r["throughput_per_s"], ".4g"), "flags": "; ".join(flags),
                  **{k: _num(r[f"{k}_ms"], ".4g") for k in ("median", "mean", "p90", "p95", "p99", "min", "max")}}
         body.append([cells[n] for n in names])
-    lines = [f"\nlatency (ms) on {bench.get('backend')}: {bench.get('timing')}",
-             fit(names, body, fmt, width, {len(names) - 1})]
+    lines = [f"\nlatency (ms) on {bench.get('backend')}: {bench.get('timing')}", fit(names, body, fmt, width),
+             *_wrap(notes, width)]
     for cold in bench.get("cold", []):
         lines.append(f"cold (b={cold['batch_size']}): load {cold['load_s']:.3f} s, first inference "
                      f"{cold['first_inference_ms']:.3f} ms")
@@ -393,10 +396,10 @@ def preprocess_lines(report: dict[str, Any], fmt: str, width: int | None = 120) 
     if not comparison:
         return []
     outputs = list(comparison["overall"]["outputs"])
-    headers = ["image", "tensor max abs", "mean abs", "% differ"]
+    headers = ["image", "input max abs", "mean abs", "% differ"]
     for name in outputs:
         if "top1_agreement" in comparison["overall"]["outputs"][name]:
-            headers += [f"{name} top-1 a/b", "agree", "Δp max pp"]
+            headers += [f"{name} top-1", "agree", "Δp pp"]  # top-1: class under a / class under b
         else:
             headers += [f"{name} max abs"]
     body = []
@@ -407,12 +410,12 @@ def preprocess_lines(report: dict[str, Any], fmt: str, width: int | None = 120) 
             if "top1_agreement" in stats:
                 tops = f"{stats['top1_a']}/{stats['top1_b']}" if "top1_a" in stats else "—"
                 cells += [tops, _share(stats["top1_agreement"]),
-                          f"{_num(stats['prob_diff_max_pp'])} ({stats['grade']})"]
+                          f"{_num(stats['prob_diff_max_pp'], '.2f')} {stats['grade']}"]
             else:
                 cells += [_num(stats["max_abs"])]
         body.append(cells)
     return [f"preprocessing a: {_pipeline(comparison['a'])}", f"preprocessing b: {_pipeline(comparison['b'])}",
-            fit(headers, body, fmt, width, {0}), f"{comparison['verdict']}: {comparison['message']}"]
+            fit(headers, body, fmt, width, keep=1), f"{comparison['verdict']}: {comparison['message']}"]
 
 
 def summary_line(report: dict[str, Any]) -> str:
