@@ -439,3 +439,20 @@ def test_the_html_report_of_a_sweep_has_its_grid_its_matrix_and_links_to_every_j
         for link in seen["links"]:
             tab.open(link)  # every job's own page opens, and renders without errors
             assert tab.errors() == [] and tab.evaluate("document.getElementById('verdict').textContent") == "PASS"
+
+
+def test_the_html_report_plots_a_runtime_localisation_along_the_graph(cli, tmp_path: Path) -> None:
+    proc = cli("model=mlp", "exporter=torchscript", "localize=all", "report.formats=[json,html]",
+               "backend._target_=tests.plugins.ScaleTensorOrtBackend", "+backend.node_contains=model.2/Gemm",
+               "+backend.factor=1.5")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["localization"]["kind"] == "runtime" and Path(report["localization"]["overlay"]).is_file()
+    with _browser() as tab:
+        tab.open((tmp_path / "run" / "report.html").as_uri())
+        assert tab.errors() == []
+        shown = tab.evaluate("Array.from(document.images).filter(i => i.naturalWidth > 0).map(i => i.className)")
+        text = tab.evaluate("document.getElementById('divergence').nextElementSibling.nextElementSibling"
+                            ".textContent")
+    assert "divergence" in shown and "histogram" in shown
+    assert "first divergent node" in text and "model.2" in text

@@ -125,8 +125,8 @@ def histogram_png(out: dict[str, Any]) -> str | None:
 
 
 def divergence_png(report: dict[str, Any]) -> str | None:
-    """max |d| along the network: the probes in forward order, or the matched modules of localize=source, or the
-    marked ONNX tensors' first divergence of localize=all."""
+    """max |d| along the network: the probes in forward order, the matched modules of localize=source (and their
+    local error), or every marked ONNX tensor of localize=all in graph order (from its node-data file)."""
     series: list[tuple[str, list[str], list[float]]] = []
     probes = report.get("probes") or {}
     if probes.get("probes"):
@@ -138,6 +138,16 @@ def divergence_png(report: dict[str, Any]) -> str | None:
         series.append(("modules: max abs", names, [m["max_abs"] for m in modules]))
         if any(m.get("local_max_abs") is not None for m in modules):
             series.append(("modules: local error", names, [m.get("local_max_abs") for m in modules]))
+    overlay = loc.get("overlay")
+    if loc.get("kind") != "conversion" and overlay and Path(overlay).is_file():  # localize=all: every tensor
+        import json
+
+        results = json.loads(Path(overlay).read_text()).get("results", {})
+        series.append(("ONNX tensors: max abs vs the reference runtime", list(results),
+                       [entry.get("value") for entry in results.values()]))
+    if not series:
+        return None
+
     def positive(values: list[float | None]) -> list[int]:
         return [i for i, v in enumerate(values) if v is not None and v > 0 and math.isfinite(v)]
 
