@@ -171,20 +171,24 @@ PROFILE_MAX_BINS = 64
 def error_profile(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance | None = None) -> dict[str, Any]:
     """Where an output's error lies, for reports a person reads: a histogram of |candidate - reference| on
     log-spaced bins (PROFILE_BINS_PER_DECADE per decade, from the smallest non-zero difference's decade to the
-    largest's; exact zeros and non-finite elements counted apart), and the PROFILE_WORST elements with the
-    largest difference (index, golden, candidate, |d|, and the elementwise allowance atol + rtol·|golden|)."""
+    largest's; exact zeros, and non-finite elements or differences, counted apart), and the PROFILE_WORST
+    elements with the largest difference (index, golden, candidate, |d|, and the elementwise allowance
+    atol + rtol·|golden|). Float64 copies of both arrays: integers above 2**53 lose their last digits here."""
     ref = np.asarray(reference).astype(np.float64, copy=False).ravel()
     cand = np.asarray(candidate).astype(np.float64, copy=False).ravel()
     finite = np.isfinite(ref) & np.isfinite(cand)
-    diff = np.abs(np.where(finite, cand, 0.0) - np.where(finite, ref, 0.0))
+    with np.errstate(over="ignore"):
+        diff = np.abs(np.where(finite, cand, 0.0) - np.where(finite, ref, 0.0))
+    finite &= np.isfinite(diff)  # a difference of two huge finite values can overflow: counted as non-finite
     positive = diff[finite & (diff > 0)]
     edges: list[float] = []
     counts: list[int] = []
     if positive.size:
-        low = math.floor(math.log10(float(positive.min())))
+        # decades from the smallest difference's to the largest's; 1e-323 at the least (10**-324 is 0.0)
+        low = max(math.floor(math.log10(float(positive.min()))), -323)
         high = max(math.ceil(math.log10(float(positive.max()))), low + 1)
         bins = min((high - low) * PROFILE_BINS_PER_DECADE, PROFILE_MAX_BINS)
-        hist, exps = np.histogram(np.log10(positive), bins=bins, range=(low, high))
+        hist, exps = np.histogram(np.clip(np.log10(positive), low, high), bins=bins, range=(low, high))
         edges = [float(10.0 ** e) for e in exps]
         counts = [int(c) for c in hist]
     worst = []

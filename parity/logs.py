@@ -87,12 +87,12 @@ def native_output_to(path: Path) -> Iterator[Any]:
     except (AttributeError, OSError, ValueError):
         yield sys.stderr
         return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)  # first: a failure here leaks nothing
     sys.stderr.flush()
     saved = os.dup(fd)
     stream = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
     handlers = console_handlers()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     previous = [h.setStream(stream) for h in handlers]
     os.dup2(target, fd)
     os.close(target)

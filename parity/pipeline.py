@@ -24,7 +24,7 @@ from parity.errors import GoldenError, ModelError, ParityError, UnavailableError
 from parity.frameworks import framework_for
 from parity.golden import GoldenStore, output_dir_problem, reference_manifest, root_path
 from parity.plan import JobContext, JobPlan, build_plan, report_settings
-from parity.report.formats import write_job
+from parity.report.formats import write_job, writers
 from parity.report.model import BackendInfo, GoldenInfo, JobReport
 from parity.results import BenchReport, Candidate, Verdict, jsonable
 from parity.weights import file_record
@@ -46,7 +46,8 @@ def run_job(cfg: Any, context: JobContext, plan: JobPlan | None = None) -> JobRe
         report.seconds = time.perf_counter() - started
         return report
     context.output_dir.mkdir(parents=True, exist_ok=True)
-    (context.output_dir / settings.filename).unlink(missing_ok=True)  # never leave a stale report behind
+    for stale in [settings.filename, *(w.filename for w in writers(list(settings.formats)) if w.filename)]:
+        (context.output_dir / stale).unlink(missing_ok=True)  # never leave a stale report behind
     try:
         plan = plan or build_plan(cfg, context.start_dir)
         store = GoldenStore(root_path(plan.golden.root, context.start_dir), display_root=plan.golden.root,
@@ -75,16 +76,32 @@ def run_job(cfg: Any, context: JobContext, plan: JobPlan | None = None) -> JobRe
         report.fail(exc)
         log.exception("unexpected error")
     report.seconds = time.perf_counter() - started
-    if settings.keep_artifacts != "all":
-        if context.num is None:  # a single run: now, so that its report says what is gone
-            report.retention = retention.apply(settings.keep_artifacts, report.verdict.value, context.output_dir) \
-                or {"policy": settings.keep_artifacts, "removed": [], "freed_bytes": 0}
-            report.retention["applied"] = "job"
-        else:  # a sweep's pairwise matrix still reads the candidates: removed after the sweep's tables
-            report.retention = {"policy": settings.keep_artifacts, "removed": None, "freed_bytes": None,
-                                "applied": "sweep"}
+    if settings.keep_artifacts != "all" and context.num is not None:
+        # a sweep's pairwise matrix still reads the candidates: removed after the sweep's tables (its report)
+        report.retention = {"policy": settings.keep_artifacts, "removed": None, "freed_bytes": None,
+                            "applied": "sweep"}
     write_job(report, settings, context.output_dir)
+    if settings.keep_artifacts != "all" and context.num is None:
+        keep_artifacts(report, settings, context.output_dir)
     return report
+
+
+def keep_artifacts(report: JobReport, settings: Any, output_dir: Path) -> None:
+    """report.keep_artifacts for a single run, on its final verdict (a writer that failed has made it ERROR):
+    the artifacts removed where the policy says so, and report.json rewritten to say what is gone."""
+    removed = retention.apply(settings.keep_artifacts, report.verdict.value, output_dir)
+    report.retention = {**(removed or {"policy": settings.keep_artifacts, "removed": [], "freed_bytes": 0}),
+                        "applied": "job"}
+    if "json" in settings.formats and (output_dir / settings.filename).is_file():
+        from parity.report.schema import REPORT_SCHEMA, write_json
+
+        try:
+            write_json(report.to_dict(), output_dir / settings.filename, REPORT_SCHEMA)
+        except Exception as exc:  # the report as first written stands; the log says what was removed
+            log.error("could not record the retention in %s: %s", settings.filename, one_line(exc))
+    if removed and removed["removed"]:
+        log.info("keep_artifacts=%s: removed %s (%.1f MB)", settings.keep_artifacts, ", ".join(removed["removed"]),
+                 removed["freed_bytes"] / 1e6)
 
 
 def _inside_golden_root(cfg: Any, plan: JobPlan | None, context: JobContext) -> str | None:

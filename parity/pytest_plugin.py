@@ -38,6 +38,8 @@ from typing import Any
 import pytest
 
 PATTERN = re.compile(r"^parity_.*\.ya?ml$")
+WRITES_GOLDENS = ("golden", "import")  # the modes that write a golden
+READS_GOLDENS = ("verify", "bench", "verify+bench", "export")  # the modes that need one (bench: to verify first)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -79,15 +81,26 @@ class ParityResult:
 
 
 @dataclass
+class Session:
+    """What the runners of one pytest session share: where runs go, their count, the goldens made."""
+
+    output_root: Path
+    count: int = 0
+    made: set[tuple[str, str, str]] = field(default_factory=set)
+
+
+@dataclass
 class Runner:
     """Composes and runs parity jobs in this process (the `parity` fixture)."""
 
     start_dir: Path
-    output_root: Path
+    session: Session
     update_goldens: bool
     config_dir: Path | None = None
-    made: set[tuple[str, str, str]] = field(default_factory=set)
-    count: int = 0
+
+    @property
+    def made(self) -> set[tuple[str, str, str]]:
+        return self.session.made
 
     def compose(self, overrides: list[str]) -> Any:
         from hydra import compose, initialize_config_dir
@@ -105,12 +118,18 @@ class Runner:
         from omegaconf import OmegaConf
 
         words = list(overrides)
-        if not self.update_goldens and any(w.split("=", 1)[0] == "mode" and "golden" in w for w in words):
-            raise pytest.UsageError(f"{' '.join(words)} writes goldens: run pytest with --parity-update-goldens")
         cfg = self.compose(words)
-        if self.update_goldens and OmegaConf.select(cfg, "mode") not in ("golden", "import"):
-            key = (str(OmegaConf.select(cfg, "golden.root")), str(OmegaConf.select(cfg, "model.name")),
-                   str(OmegaConf.select(cfg, "inputs.name")))
+        from parity.config import value_of
+
+        mode = value_of(OmegaConf.select(cfg, "mode"))
+        if not self.update_goldens and mode in WRITES_GOLDENS:
+            raise pytest.UsageError(f"{' '.join(words)} writes goldens (mode={mode}): run pytest with "
+                                    f"--parity-update-goldens")
+        if self.update_goldens and mode in READS_GOLDENS:
+            # the golden a job verifies against: its model and inputs as composed (the same name with other
+            # model.* or inputs.* settings is another golden), under its root
+            key = (str(OmegaConf.select(cfg, "golden.root")), OmegaConf.to_yaml(cfg.model),
+                   OmegaConf.to_yaml(cfg.inputs))
             if key not in self.made:
                 made = self._job(self.compose([*words, "mode=golden", "golden.overwrite=true"]), words, "golden")
                 if made.exit_code != 0:
@@ -122,8 +141,8 @@ class Runner:
         from parity.pipeline import run_job
         from parity.plan import JobContext
 
-        self.count += 1
-        out = self.output_root / f"{self.count:03d}-{kind}"
+        self.session.count += 1
+        out = self.session.output_root / f"{self.session.count:03d}-{kind}"
         selectors = (f"--config-dir={self.config_dir}",) if self.config_dir else ()
         report = run_job(cfg, JobContext(output_dir=out, start_dir=self.start_dir, overrides=tuple(words),
                                          selectors=selectors))
@@ -134,27 +153,43 @@ class Runner:
 
 
 def _output_root(config: pytest.Config, factory: pytest.TempPathFactory) -> Path:
+    """pytest's temporary directory, or a new folder of this session's own under --parity-output (never one an
+    earlier session wrote)."""
     chosen = config.getoption("--parity-output")
-    if chosen:
-        path = Path(chosen).resolve()
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    return factory.mktemp("parity", numbered=True)
+    if not chosen:
+        return factory.mktemp("parity", numbered=True)
+    import datetime
+    import os
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(chosen).resolve() / f"{stamp}-{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=False)
+    return path
 
 
 def _runner(config: pytest.Config, config_dir: Path | None = None) -> Runner:
     """One runner per config directory for the session, so goldens are made once each."""
     runners = config.stash.setdefault(_RUNNERS, {})
     if config_dir not in runners:
-        factory = getattr(config, "_tmp_path_factory", None) or pytest.TempPathFactory.from_config(config,
-                                                                                             _ispytest=True)
-        runners[config_dir] = Runner(start_dir=config.rootpath, output_root=_output_root(config, factory),
+        if _SESSION not in config.stash:
+            factory = getattr(config, "_tmp_path_factory", None) or \
+                pytest.TempPathFactory.from_config(config, _ispytest=True)
+            config.stash[_SESSION] = Session(output_root=_output_root(config, factory))
+        runners[config_dir] = Runner(start_dir=config.rootpath, session=config.stash[_SESSION],
                                      update_goldens=config.getoption("--parity-update-goldens"),
                                      config_dir=config_dir)
     return runners[config_dir]
 
 
 _RUNNERS = pytest.StashKey[dict]()
+_SESSION = pytest.StashKey[Session]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Inside pytest, jobs do not append to $GITHUB_STEP_SUMMARY (pytest's own report is the CI page there)."""
+    from parity.report.formats import summary
+
+    summary.APPEND = False
 
 
 @pytest.fixture
@@ -265,6 +300,14 @@ class CheckItem(pytest.Item):
         if report["error"]:
             verdicts.add("ERROR")
             lines.append(f"error: {report['error']}")
+        for section in ("probes", "localization"):  # the job's own faults outside the outputs fail every item
+            if (report.get(section) or {}).get("error"):
+                verdicts.add("ERROR")
+                lines.append(f"{section}: ERROR: {report[section]['error']}")
+        for result_ in (report.get("bench") or {}).get("results", []):
+            if result_.get("error"):
+                verdicts.add("ERROR")
+                lines.append(f"bench b={result_['batch_size']}: ERROR: {result_['error']}")
         from parity.results import overall
 
         verdict = overall(verdicts).value if verdicts else report["verdict"]

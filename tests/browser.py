@@ -95,33 +95,49 @@ class Browser:
     def __enter__(self) -> Page:
         import websocket
 
+        self.ws = None
         self.profile = Path(tempfile.mkdtemp(prefix="parity-chromium-"))
+        self.log = (self.profile.parent / f"{self.profile.name}.log").open("w+b")  # read only on failure
         self.proc = subprocess.Popen(
             [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
              "--remote-debugging-port=0", "--remote-allow-origins=*", f"--user-data-dir={self.profile}",
-             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        port_file = self.profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
-        while not (port_file.is_file() and port_file.read_text().strip()):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Chromium did not start: {self.proc.stderr.read().decode()[-2000:]}")
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
-            target = next(t for t in json.load(answer) if t["type"] == "page")
-        self.ws = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=60, suppress_origin=True)
-        page = Page(self.ws)
-        for domain in ("Page", "Runtime", "Log"):
-            page.call(f"{domain}.enable")
+             "about:blank"], stdout=subprocess.DEVNULL, stderr=self.log)
+        try:
+            port_file = self.profile / "DevToolsActivePort"
+            deadline = time.monotonic() + 60
+            while not (port_file.is_file() and port_file.read_text().strip()):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self._stop()
+                    self.log.seek(0)
+                    raise RuntimeError(f"Chromium did not start: {self.log.read().decode(errors='replace')[-2000:]}")
+                time.sleep(0.1)
+            port = int(port_file.read_text().split()[0])
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
+                target = next(t for t in json.load(answer) if t["type"] == "page")
+            self.ws = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=60, suppress_origin=True)
+            page = Page(self.ws)
+            for domain in ("Page", "Runtime", "Log"):
+                page.call(f"{domain}.enable")
+        except BaseException:
+            self.__exit__()
+            raise
         return page
 
-    def __exit__(self, *exc: Any) -> None:
-        try:
-            self.ws.close()
-        finally:
+    def _stop(self) -> None:
+        if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self.ws is not None:
+                self.ws.close()
+        finally:
+            self._stop()
+            self.log.close()
+            Path(self.log.name).unlink(missing_ok=True)
             shutil.rmtree(self.profile, ignore_errors=True)

@@ -219,6 +219,19 @@ class VerdictLineWriter(ReportWriter):
         return path
 
 
+@writer
+class BrokenWriter(ReportWriter):
+    """A report format that fails: the job that asked for it is an ERROR."""
+
+    name = "broken"
+
+    def job(self, report: dict[str, Any], settings: Any, output_dir: Path) -> Path:
+        raise OSError("disk full")
+
+    def sweep(self, document: dict[str, Any], settings: Any, sweep_dir: Path) -> Path:
+        raise OSError("disk full")
+
+
 class ShapeRecordingSession(OrtSession):
     def runtime_info(self) -> dict[str, Any]:
         return {**super().runtime_info(), "expected_batch_sizes": list(self.backend.batch_sizes)}

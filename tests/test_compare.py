@@ -144,3 +144,34 @@ def test_l2_rel_check_bounds_the_relative_l2_error_and_ignores_atol() -> None:
 def test_a_tolerance_that_would_pass_anything_cannot_be_made(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"tolerance {field} must be a finite number"):
         Tolerance(**{"atol": 1e-4, "rtol": 1e-3, field: value})
+
+
+def test_the_error_profile_counts_every_element_once_and_lists_the_worst_first() -> None:
+    from parity.compare import PROFILE_WORST, error_profile
+
+    rng = np.random.default_rng(3)
+    golden = rng.standard_normal((6, 50)).astype(np.float32)
+    candidate = golden + (10.0 ** rng.uniform(-9, -1, golden.shape)).astype(np.float32)
+    candidate[0, :5] = golden[0, :5]  # exactly equal
+    candidate[1, 0], candidate[2, 3] = np.nan, np.inf
+    profile = error_profile(golden, candidate, Tolerance(atol=1e-4, rtol=1e-3))
+    diff = np.abs(candidate.astype(np.float64) - golden.astype(np.float64))
+    finite = np.isfinite(diff)
+    assert profile["nonfinite"] == 2 and profile["zeros"] == int((diff[finite] == 0).sum()) >= 5
+    assert sum(profile["counts"]) + profile["zeros"] + profile["nonfinite"] == golden.size
+    edges = np.array(profile["edges"])
+    assert len(edges) == len(profile["counts"]) + 1 and np.all(np.diff(np.log10(edges)) > 0)
+    positive = diff[finite & (diff > 0)]
+    assert edges[0] <= positive.min() and positive.max() <= edges[-1]
+    expected, _ = np.histogram(positive, bins=edges)  # the plain rule on the same edges
+    assert profile["counts"] == [int(c) for c in expected]
+    worst = profile["worst"]
+    assert len(worst) == PROFILE_WORST and worst[0]["abs_diff"] is None and worst[1]["abs_diff"] is None
+    finite_worst = [w["abs_diff"] for w in worst[2:]]
+    assert finite_worst == sorted(finite_worst, reverse=True) and finite_worst[0] == pytest.approx(positive.max())
+    index = worst[2]["index"]
+    assert worst[2]["golden"] == float(golden[tuple(index)]) and worst[2]["allowed"] == pytest.approx(
+        1e-4 + 1e-3 * abs(float(golden[tuple(index)])))
+    same = error_profile(golden, golden)
+    assert same["counts"] == [] and same["zeros"] == golden.size
+    assert error_profile(np.array(2.0), np.array(2.5))["worst"][0]["index"] == []  # a 0-d output

@@ -126,12 +126,17 @@ def test_the_fixture_runs_a_composed_config_and_refuses_to_write_goldens_unasked
 
         def test_golden(parity):
             parity.run("mode=golden", "model=mlp", "golden.root={tmp_path / 'g'}")
+
+        def test_import(parity):
+            parity.run("mode=import", "model=mlp", "import.format=npy", "import.path=x", "golden.root={tmp_path / 'g'}")
         """))
     done = _pytest(tmp_path, f"--parity-output={tmp_path / 'runs'}")
     assert done.returncode == 1, done.stdout[-3000:]
-    assert _outcomes(tmp_path) == {"test_export": "passed", "test_drift": "failed", "test_golden": "failed"}
+    assert _outcomes(tmp_path) == {"test_export": "passed", "test_drift": "failed", "test_golden": "failed",
+                                   "test_import": "failed"}
+    assert "writes goldens (mode=import)" in done.stdout
     assert "parity FAIL (model=mlp exporter=torchscript" in done.stdout and "| backend" in done.stdout
-    assert "writes goldens: run pytest with --parity-update-goldens" in done.stdout
+    assert "writes goldens (mode=golden): run pytest with --parity-update-goldens" in done.stdout
     assert not (tmp_path / "g").exists()
-    reports = sorted((tmp_path / "runs").glob("*/report.json"))
+    reports = sorted((tmp_path / "runs").glob("*/*/report.json"))  # a folder of this session's own
     assert [json.loads(p.read_text())["verdict"] for p in reports] == ["PASS", "FAIL"]

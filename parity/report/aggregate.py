@@ -71,7 +71,7 @@ class AggregateCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep = aggregate(sweep_dir, settings.filename, self.jobs)
         outcome.record_sweep(sweep.exit_code)  # first: whatever a writer does, the process exits with it
-        sweep.retention = apply_retention(sweep, settings.keep_artifacts)
+        sweep.retention = apply_retention(sweep)
         if not write_sweep(sweep, settings, sweep_dir):
             outcome.record_sweep(2)  # a report that failed its schema, or a format that failed: an ERROR
 
@@ -124,15 +124,17 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> Swe
                        pairwise=pairwise(sources), bench=bench_comparison(sources, sweep_dir), reports=reports)
 
 
-def apply_retention(sweep: SweepReport, default: str) -> list[dict[str, Any]]:
-    """report.keep_artifacts for every job of a finished sweep (each job's own setting, else `default`), once
-    its tables are built; what was removed per job."""
+def apply_retention(sweep: SweepReport) -> list[dict[str, Any]]:
+    """report.keep_artifacts for every job of a finished sweep (each job's own setting, as its report records
+    it), once its tables are built; what was removed per job."""
     from parity import retention
 
     done = []
     for job, report in zip(sweep.jobs, sweep.reports):
-        policy = ((report or {}).get("retention") or {}).get("policy", default)
-        if report is None or policy == "all":
+        if report is None:  # no report, no verdict to keep by: left as it is
+            continue
+        policy = (report.get("retention") or {}).get("policy", "all")  # a job without a record kept everything
+        if policy == "all":
             continue
         removed = retention.apply(policy, job.verdict.value, Path(job.output_dir))
         done.append({"job": job.num, "output_dir": job.output_dir, "policy": policy,

@@ -32,6 +32,7 @@ class ReportWriter(ABC):
     """
 
     name: ClassVar[str]
+    filename: ClassVar[str | None] = None  # the file it writes in a job's directory (removed when a job starts)
     needs_valid: ClassVar[bool] = True
     prints: ClassVar[bool] = False
 

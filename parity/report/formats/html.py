@@ -264,7 +264,11 @@ def _outputs_section(report: dict[str, Any]) -> list[str]:
         if picture:
             parts.append(_img(picture, f"error histogram of {name}", "histogram"))
         else:
-            parts.append('<p class="note">every element is exactly equal (or the output is empty)</p>')
+            profile = out.get("profile")
+            why = ("no element-wise comparison: " + out["message"]) if profile is None else \
+                f"every element is NaN/Inf on one side ({profile['nonfinite']})" if profile["nonfinite"] and \
+                not profile["zeros"] else "every element is exactly equal" if profile["zeros"] else "the output is empty"
+            parts.append(f'<p class="note">{_e(why)}</p>')
         worst = (out.get("profile") or {}).get("worst") or []
         if worst:
             rows = [[str(w["index"]), _num(w["golden"], ".7g"), _num(w["candidate"], ".7g"), _num(w["abs_diff"]),
@@ -281,6 +285,7 @@ def _outputs_section(report: dict[str, Any]) -> list[str]:
 def sweep_page(document: dict[str, Any], reports: list[dict[str, Any] | None], sweep_dir: Path) -> str:
     from parity.report.formats.table import FULL_SWEEP, SWEEP_COLUMNS, comparison_table
 
+    sweep_dir = sweep_dir.resolve()  # links to the jobs relative to it: the folder can be moved or uploaded whole
     jobs = document["jobs"]
     tally = ", ".join(f"{sum(1 for j in jobs if j['verdict'] == v)} {v}" for v in ("PASS", "FAIL", "ERROR", "SKIP")
                       if any(j["verdict"] == v for j in jobs))
@@ -314,7 +319,7 @@ def sweep_page(document: dict[str, Any], reports: list[dict[str, Any] | None], s
         body.append(f'<pre class="mono">{_e(comparison_table(document["bench"], "plain", None))}</pre>')
     links = []
     for job, report in zip(jobs, reports):
-        page = Path(job["output_dir"]) / FILENAME
+        page = Path(job["output_dir"]).resolve() / FILENAME
         label = f"job {job['num']}: {' '.join(job['overrides'])}"
         if page.is_file():
             href = html.escape(str(page.relative_to(sweep_dir)) if page.is_relative_to(sweep_dir) else page.as_uri())
@@ -357,6 +362,7 @@ def _pairwise(matrix: dict[str, Any]) -> str:
 @writer
 class HtmlWriter(ReportWriter):
     name = "html"
+    filename = FILENAME
     needs_valid = False  # a report that broke its schema is an ERROR: the page still shows it
 
     def job(self, report: dict[str, Any], settings: Any, output_dir: Path) -> Path:

@@ -20,7 +20,8 @@ from parity.report.formats import ReportWriter, write_text, writer
 from parity.report.model import artifact_label
 
 FILENAME = "junit.xml"
-_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # not allowed in XML 1.0 (e.g. ANSI escapes)
+# not allowed in XML 1.0 (ANSI escapes' ESC, and lone surrogates of undecodable file names)
+_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -125,9 +126,20 @@ def testsuite(report: dict[str, Any], report_path: str | None = None, variant: s
               "skipped": _count(cases, "skipped")}
     suite.attrib.update({k: str(v) for k, v in counts.items()})
     suite.set("time", _time(report.get("seconds")))
-    suite.set("timestamp", report["created"][:19])
+    suite.set("timestamp", _local(report["created"]))
     suite.set("hostname", _text(socket.gethostname()))
     return suite
+
+
+def _local(created: str) -> str:
+    """The report's UTC time as JUnit writers put it: local time, no offset (Ant's and Surefire's habit)."""
+    import datetime
+
+    try:
+        moment = datetime.datetime.fromisoformat(created)
+    except ValueError:
+        return created[:19]
+    return moment.astimezone().replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 def _count(cases: list[ET.Element], tag: str) -> int:
@@ -158,6 +170,7 @@ def document(suites: list[ET.Element], name: str) -> str:
 @writer
 class JunitWriter(ReportWriter):
     name = "junit"
+    filename = FILENAME
 
     def job(self, report: dict[str, Any], settings: Any, output_dir: Path) -> Path:
         path = str(output_dir / settings.filename) if "json" in settings.formats else None

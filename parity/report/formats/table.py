@@ -60,16 +60,17 @@ def _g(value: float) -> str:
 
 
 def criteria(out: dict[str, Any]) -> str:
-    """What decides an output's verdict, as the check states it (parity.compare.Tolerance.violations):
-    `|d|≤a+r·|g|` (elementwise), `max|d|≤a or rel≤r` (max / mean / median), `L2 rel≤r` (l2_rel), then the
-    classification thresholds where they are set."""
+    """What decides an output's verdict, as the check states it (parity.compare.Tolerance.violations), without a
+    `|` (a markdown table would take it for a cell border): `allclose a=… r=…` (elementwise: every element
+    |d| ≤ a + r·|golden|, numpy.allclose's rule), `max≤a or rel≤r` (the max / mean / median of |d| within atol,
+    or of |d|/|golden| within rtol), `L2 rel≤r` (l2_rel), then the classification thresholds where set."""
     check, atol, rtol = out["check"], out["atol"], out["rtol"]
     if check == "elementwise":
-        parts = [f"|d|≤{_g(atol)}+{_g(rtol)}·|g|"]
+        parts = [f"allclose a={_g(atol)} r={_g(rtol)}"]
     elif check == "l2_rel":
         parts = [f"L2 rel≤{_g(rtol)}"]
     elif check in ("max", "mean", "median"):
-        parts = [f"{check}|d|≤{_g(atol)} or rel≤{_g(rtol)}"]  # Polygraphy's check_error_stat
+        parts = [f"{check}≤{_g(atol)} or rel≤{_g(rtol)}"]  # Polygraphy's check_error_stat
     else:
         parts = [f"{check} a={_g(atol)} r={_g(rtol)}"]
     if out.get("classification"):
@@ -136,46 +137,61 @@ def chosen_columns(columns: Any, known: dict[str, Any], full: list[str], compact
         return compact
     if columns == "full":
         return full
-    return [c for c in columns if c in known]
+    chosen = [c for c in columns if c in known]
+    return chosen or compact  # a list naming none of this table's columns (only the sweep's, say): compact
 
 
 def fit(headers: list[str], body: list[list[str]], fmt: str, width: int | None, squeeze: set[int] = frozenset(),
         keep: int = 0) -> str:
     """A tabulate table no wider than `width`: the longest cells of the `squeeze` columns are shortened in the
-    middle with '…' first; a table still too wide is split into several, each repeating the first `keep`
-    columns (a grid with many exporter × backend columns)."""
-    def render(h: list[str], rows: list[list[str]]) -> str:
-        return _tabulate(rows, h, fmt)
+    middle with '…' first; a table still too wide is split into several, each repeating the first `keep` columns
+    (a grid with many exporter × backend columns); whatever is still too wide then has its longest cells of any
+    column shortened (down to 6 characters, which `report.width` >= 40 always leaves room for)."""
+    if width is None or _wide(_tabulate(body, headers, fmt)) <= width:
+        return _tabulate(body, headers, fmt)
+    headers, body = list(headers), [list(row) for row in body]
+    headers, body = _squeeze(headers, body, fmt, width, set(squeeze), 8)
+    if _wide(_tabulate(body, headers, fmt)) <= width:
+        return _tabulate(body, headers, fmt)
+    parts = []
+    if len(headers) > keep + 1:
+        start = keep
+        while start < len(headers):
+            stop = start + 1
+            while stop < len(headers) and _wide(_tabulate([r[:keep] + r[start:stop + 1] for r in body],
+                                                          headers[:keep] + headers[start:stop + 1], fmt)) <= width:
+                stop += 1
+            parts.append((headers[:keep] + headers[start:stop], [r[:keep] + r[start:stop] for r in body]))
+            start = stop
+    else:
+        parts.append((headers, body))
+    fitted = []
+    for part_headers, part_body in parts:
+        part_headers, part_body = _squeeze(part_headers, part_body, fmt, width, set(range(len(part_headers))), 6)
+        fitted.append(_tabulate(part_body, part_headers, fmt))
+    return "\n\n".join(fitted)
 
-    def wide(text: str) -> int:
-        return max((len(line) for line in text.splitlines()), default=0)
 
-    text = render(headers, body)
-    if width is None or wide(text) <= width:
-        return text
-    body = [list(row) for row in body]
-    while squeeze and wide(text) > width:
-        lengths = {i: max([len(headers[i])] + [len(r[i]) for r in body]) for i in squeeze}
-        column = max(lengths, key=lambda i: lengths[i])
-        target = lengths[column] - max(1, wide(text) - width)
-        if lengths[column] <= 8:
+def _wide(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
+
+
+def _squeeze(headers: list[str], body: list[list[str]], fmt: str, width: int, columns: set[int],
+             shortest: int) -> tuple[list[str], list[list[str]]]:
+    """Shorten the longest of `columns` (cells and header) step by step until the table fits or none of them is
+    longer than `shortest`."""
+    while columns:
+        over = _wide(_tabulate(body, headers, fmt)) - width
+        if over <= 0:
             break
-        target = max(target, 8)
-        for row in body:
-            row[column] = _shorten(row[column], target)
+        lengths = {i: max([len(headers[i])] + [len(r[i]) for r in body]) for i in columns}
+        column = max(lengths, key=lambda i: lengths[i])
+        if lengths[column] <= shortest:
+            break
+        target = max(lengths[column] - over, shortest)
+        body = [[_shorten(c, target) if i == column else c for i, c in enumerate(row)] for row in body]
         headers = [_shorten(h, target) if i == column else h for i, h in enumerate(headers)]
-        text = render(headers, body)
-    if wide(text) <= width or len(headers) <= keep + 1:
-        return text
-    parts, start = [], keep
-    while start < len(headers):
-        stop = start + 1
-        while stop < len(headers) and wide(render(headers[:keep] + headers[start:stop + 1],
-                                                  [r[:keep] + r[start:stop + 1] for r in body])) <= width:
-            stop += 1
-        parts.append(render(headers[:keep] + headers[start:stop], [r[:keep] + r[start:stop] for r in body]))
-        start = stop
-    return "\n\n".join(parts)
+    return headers, body
 
 
 def _tabulate(rows: list[list[str]], headers: list[str], fmt: str) -> str:
