@@ -112,17 +112,16 @@ class ToleranceSet:
         return self.per_name.get(name, self.default)
 
 
-def difference(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance | None = None) -> dict[str, Any]:
+def difference(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance | None = None,
+               profile: bool = False) -> dict[str, Any]:
     """Statistics of candidate - reference over the elements finite on both sides, computed in float64.
 
     Same shapes required. `pct_outside`, the share of elements outside atol + rtol·|reference| (non-finite ones
-    always count as outside), needs a `tolerance`; without one it is None.
+    always count as outside), needs a `tolerance`; without one it is None. `profile`: also the error profile
+    (`error_profile`) under "profile", from the same pass.
     """
     reference, candidate = np.asarray(reference), np.asarray(candidate)
-    ref = reference.astype(np.float64)
-    cand = candidate.astype(np.float64)
-    finite = np.isfinite(cand) & np.isfinite(ref)
-    diff = np.where(finite, np.abs(cand - ref), 0.0)
+    ref, cand, finite, diff = _float_diff(reference, candidate)
     abs_ref = np.where(finite, np.abs(ref), 0.0)
     # relative error over the elements whose reference value is non-zero (|d| / 0 says nothing and overflows sums)
     nonzero = finite & (abs_ref > 0)
@@ -160,6 +159,8 @@ def difference(reference: np.ndarray, candidate: np.ndarray, tolerance: Toleranc
         "worst_candidate": float(candidate[worst]) if diff.size else None,
         "nonfinite": int(np.size(cand) - np.count_nonzero(np.isfinite(cand))),
         "golden_nonfinite": int(np.size(ref) - np.count_nonzero(np.isfinite(ref))),
+        **({"profile": _profile(ref.ravel(), cand.ravel(), finite.ravel(), diff.ravel(), reference.shape,
+                                tolerance)} if profile else {}),
     }
 
 
@@ -174,12 +175,25 @@ def error_profile(reference: np.ndarray, candidate: np.ndarray, tolerance: Toler
     largest's; exact zeros, and non-finite elements or differences, counted apart), and the PROFILE_WORST
     elements with the largest difference (index, golden, candidate, |d|, and the elementwise allowance
     atol + rtol·|golden|). Float64 copies of both arrays: integers above 2**53 lose their last digits here."""
-    ref = np.asarray(reference).astype(np.float64, copy=False).ravel()
-    cand = np.asarray(candidate).astype(np.float64, copy=False).ravel()
-    finite = np.isfinite(ref) & np.isfinite(cand)
-    with np.errstate(over="ignore"):
-        diff = np.abs(np.where(finite, cand, 0.0) - np.where(finite, ref, 0.0))
-    finite &= np.isfinite(diff)  # a difference of two huge finite values can overflow: counted as non-finite
+    reference = np.asarray(reference)
+    ref, cand, finite, diff = _float_diff(reference, np.asarray(candidate))
+    return _profile(ref.ravel(), cand.ravel(), finite.ravel(), diff.ravel(), reference.shape, tolerance)
+
+
+def _float_diff(reference: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Both sides in float64, where both are finite, and |candidate - reference| there (0 elsewhere)."""
+    ref = reference.astype(np.float64)
+    cand = candidate.astype(np.float64)
+    finite = np.isfinite(cand) & np.isfinite(ref)
+    with np.errstate(over="ignore", invalid="ignore"):
+        diff = np.where(finite, np.abs(cand - ref), 0.0)
+    return ref, cand, finite, diff
+
+
+def _profile(ref: np.ndarray, cand: np.ndarray, finite: np.ndarray, diff: np.ndarray, shape: tuple[int, ...],
+             tolerance: Tolerance | None) -> dict[str, Any]:
+    """error_profile from flat float64 arrays (`_float_diff`)."""
+    finite = finite & np.isfinite(diff)  # a difference of two huge finite values can overflow: counted as non-finite
     positive = diff[finite & (diff > 0)]
     edges: list[float] = []
     counts: list[int] = []
@@ -196,7 +210,6 @@ def error_profile(reference: np.ndarray, candidate: np.ndarray, tolerance: Toler
         k = min(PROFILE_WORST, diff.size)
         order = np.argpartition(np.where(finite, diff, np.inf), diff.size - k)[diff.size - k:]
         order = order[np.argsort(-np.where(finite, diff, np.inf)[order], kind="stable")]
-        shape = np.asarray(reference).shape
         for flat in order:
             g, c = float(ref[flat]), float(cand[flat])
             entry = {"index": [int(i) for i in np.unravel_index(int(flat), shape)], "golden": g, "candidate": c,
@@ -273,13 +286,13 @@ def compare_output(
             message=f"shape mismatch: golden {tuple(reference.shape)}, got {tuple(candidate.shape)}",
             **base,
         )
-    metrics = difference(reference, candidate, tol)
+    metrics = difference(reference, candidate, tol, profile=reference.dtype.kind in "fiub")
+    profile = metrics.pop("profile", None)
     classification = None
     if kind in (OutputKind.logits, OutputKind.probabilities) and reference.ndim >= 1 and reference.size:
         classification = classification_metrics(reference, candidate, kind)
     problems = tol.violations(metrics, classification)
     verdict = Verdict.FAIL if problems else Verdict.PASS
     message = "; ".join(problems) if problems else "within tolerance"
-    profile = error_profile(reference, candidate, tol) if reference.dtype.kind in "fiub" else None
     return OutputResult(verdict=verdict, message=message, metrics=metrics, classification=classification,
                         profile=profile, **base)

@@ -93,10 +93,10 @@ def keep_artifacts(report: JobReport, settings: Any, output_dir: Path) -> None:
     report.retention = {**(removed or {"policy": settings.keep_artifacts, "removed": [], "freed_bytes": 0}),
                         "applied": "job"}
     if "json" in settings.formats and (output_dir / settings.filename).is_file():
-        from parity.report.schema import REPORT_SCHEMA, write_json
+        from parity.report.formats.json_format import JsonWriter
 
         try:
-            write_json(report.to_dict(), output_dir / settings.filename, REPORT_SCHEMA)
+            JsonWriter().job(report.to_dict(), settings, output_dir)
         except Exception as exc:  # the report as first written stands; the log says what was removed
             log.error("could not record the retention in %s: %s", settings.filename, one_line(exc))
     if removed and removed["removed"]:

@@ -98,10 +98,6 @@ class Runner:
     update_goldens: bool
     config_dir: Path | None = None
 
-    @property
-    def made(self) -> set[tuple[str, str, str]]:
-        return self.session.made
-
     def compose(self, overrides: list[str]) -> Any:
         from hydra import compose, initialize_config_dir
 
@@ -130,11 +126,11 @@ class Runner:
             # model.* or inputs.* settings is another golden), under its root
             key = (str(OmegaConf.select(cfg, "golden.root")), OmegaConf.to_yaml(cfg.model),
                    OmegaConf.to_yaml(cfg.inputs))
-            if key not in self.made:
+            if key not in self.session.made:
                 made = self._job(self.compose([*words, "mode=golden", "golden.overwrite=true"]), words, "golden")
                 if made.exit_code != 0:
                     return made
-                self.made.add(key)
+                self.session.made.add(key)
         return self._job(cfg, words, "job")
 
     def _job(self, cfg: Any, words: list[str], kind: str) -> ParityResult:

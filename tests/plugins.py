@@ -337,15 +337,25 @@ class ScaleWeightTransformConfig(TransformConfig):
     factor: float = 1.1
 
 
-class ScaleWeightTransform(Transform):
+class _PlantedFault(Transform):
+    """A transform that writes the artifact with one fault planted (`_plant(source, dest)`)."""
+
+    def _plant(self, source: Path, dest: Path) -> None:
+        raise NotImplementedError
+
+    def _apply_impl(self, source: Path, out_dir: Path, calibration: Mapping[str, np.ndarray],
+                    batch_size: int | None, input_axes: Mapping[str, int]) -> Path:
+        self._plant(source, out_dir / "model.onnx")
+        return out_dir / "model.onnx"
+
+
+class ScaleWeightTransform(_PlantedFault):
     """A transform that changes one weight of the artifact: a planted conversion fault after the export."""
 
     Config = ScaleWeightTransformConfig
 
-    def _apply_impl(self, source: Path, out_dir: Path, calibration: Mapping[str, np.ndarray],
-                    batch_size: int | None, input_axes: Mapping[str, int]) -> Path:
-        self.scaled_node = scale_weight(source, out_dir / "model.onnx", self.config.target, self.config.factor)
-        return out_dir / "model.onnx"
+    def _plant(self, source: Path, dest: Path) -> None:
+        self.scaled_node = scale_weight(source, dest, self.config.target, self.config.factor)
 
 
 @dataclass
@@ -356,15 +366,13 @@ class ScaleTensorTransformConfig(TransformConfig):
     factor: float = 1.1
 
 
-class ScaleTensorTransform(Transform):
+class ScaleTensorTransform(_PlantedFault):
     """A transform that scales one node's output in the artifact (a wrong Add between modules, say)."""
 
     Config = ScaleTensorTransformConfig
 
-    def _apply_impl(self, source: Path, out_dir: Path, calibration: Mapping[str, np.ndarray],
-                    batch_size: int | None, input_axes: Mapping[str, int]) -> Path:
-        scale_tensor(source, out_dir / "model.onnx", self.config.node_contains, self.config.factor)
-        return out_dir / "model.onnx"
+    def _plant(self, source: Path, dest: Path) -> None:
+        scale_tensor(source, dest, self.config.node_contains, self.config.factor)
 
 
 @dataclass

@@ -130,7 +130,8 @@ JUNIT_XSD = Path(__file__).resolve().parent / "data" / "junit.xsd"
 
 def _junit(path: Path) -> Any:
     """Parse with junitparser (a real JUnit consumer) after validating against the CI servers' schema."""
-    junitparser = pytest.importorskip("junitparser", reason="junitparser is a test dependency (pip install -e '.[test]')")
+    junitparser = pytest.importorskip("junitparser",
+                                      reason="junitparser is a test dependency (pip install -e '.[test]')")
     xmlschema = pytest.importorskip("xmlschema", reason="xmlschema is a test dependency (pip install -e '.[test]')")
     xmlschema.XMLSchema(str(JUNIT_XSD)).validate(str(path))
     return junitparser.JUnitXml.fromfile(str(path))
@@ -277,7 +278,8 @@ def test_keep_artifacts_failed_removes_a_passing_jobs_models_and_outputs_and_kee
                "tolerance.rtol=0")
     assert gone.returncode == 1 and not (run / "artifacts").exists()
     kept = cli("model=mlp", "exporter=torchscript")
-    assert kept.returncode == 0 and json.loads((run / "report.json").read_text())["retention"] is None and (run / "artifacts").is_dir()
+    assert kept.returncode == 0 and json.loads((run / "report.json").read_text())["retention"] is None
+    assert (run / "artifacts").is_dir()
 
 
 def test_retention_follows_the_final_verdict_after_a_report_format_failed(run_parity, tmp_path: Path) -> None:
@@ -488,7 +490,8 @@ def test_the_html_report_of_a_sweep_has_its_grid_its_matrix_and_links_to_every_j
             links: Array.from(document.querySelectorAll('a')).map(a => a.href),
         })""")
         assert seen["verdict"] == "PASS"
-        assert seen["grid"][3:] == document["pivot"]["columns"] and seen["gridCells"] == len(document["pivot"]["columns"])
+        columns = document["pivot"]["columns"]
+        assert seen["grid"][3:] == columns and seen["gridCells"] == len(columns)
         assert seen["rows"] == len(document["rows"]) and seen["pairwise"] == len(document["pairwise"]) > 0
         assert len(seen["links"]) == 4
         for link in seen["links"]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from parity.report.formats import ReportWriter, write_text, writer
+from parity.report.formats.table import _num
 from parity.report.model import column
 
 FILENAME = "report.html"
@@ -56,10 +57,6 @@ document.querySelectorAll('button.only-problems').forEach(function (button) {
 
 def _e(value: Any) -> str:
     return html.escape("—" if value is None else str(value))
-
-
-def _num(value: Any, spec: str = ".3g") -> str:
-    return "—" if value is None else format(value, spec)
 
 
 def _table(headers: list[str], rows: list[list[Any]], verdicts: list[str] | None = None, table_id: str | None = None,
@@ -119,7 +116,9 @@ def histogram_png(out: dict[str, Any]) -> str | None:
     if out["check"] in ("elementwise", "max", "mean", "median") and out["atol"] > 0:
         ax.axvline(out["atol"], color="#cf222e", linestyle="--", linewidth=1, label=f"atol {out['atol']:g}")
         ax.legend(loc="upper right", fontsize=8)
-    extra = [f"{profile['zeros']} exactly equal"] + ([f"{profile['nonfinite']} NaN/Inf"] if profile["nonfinite"] else [])
+    extra = [f"{profile['zeros']} exactly equal"]
+    if profile["nonfinite"]:
+        extra.append(f"{profile['nonfinite']} NaN/Inf")
     ax.set_title(f"{out['name']}: " + ", ".join(extra), fontsize=9)
     return _png(fig)
 
@@ -264,11 +263,7 @@ def _outputs_section(report: dict[str, Any]) -> list[str]:
         if picture:
             parts.append(_img(picture, f"error histogram of {name}", "histogram"))
         else:
-            profile = out.get("profile")
-            why = ("no element-wise comparison: " + out["message"]) if profile is None else \
-                f"every element is NaN/Inf on one side ({profile['nonfinite']})" if profile["nonfinite"] and \
-                not profile["zeros"] else "every element is exactly equal" if profile["zeros"] else "the output is empty"
-            parts.append(f'<p class="note">{_e(why)}</p>')
+            parts.append(f'<p class="note">{_e(_no_histogram(out))}</p>')
         worst = (out.get("profile") or {}).get("worst") or []
         if worst:
             rows = [[str(w["index"]), _num(w["golden"], ".7g"), _num(w["candidate"], ".7g"), _num(w["abs_diff"]),
@@ -280,6 +275,18 @@ def _outputs_section(report: dict[str, Any]) -> list[str]:
         parts.append("</div>")
     parts.append("</div>")
     return parts
+
+
+def _no_histogram(out: dict[str, Any]) -> str:
+    """Why an output has no histogram: nothing differs, nothing finite, or nothing compared element-wise."""
+    profile = out.get("profile")
+    if profile is None:
+        return f"no element-wise comparison: {out['message']}"
+    if profile["zeros"]:
+        return "every element is exactly equal"
+    if profile["nonfinite"]:
+        return f"every element is NaN/Inf on one side ({profile['nonfinite']})"
+    return "the output is empty"
 
 
 def sweep_page(document: dict[str, Any], reports: list[dict[str, Any] | None], sweep_dir: Path) -> str:

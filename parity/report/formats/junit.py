@@ -56,8 +56,8 @@ def _metrics_body(out: dict[str, Any], report_path: str | None) -> str:
         lines.append(f"worst element {m['worst_index']}: golden {_num(m.get('worst_reference'))}, got "
                      f"{_num(m.get('worst_candidate'))}")
     if cls:
-        lines.append(f"top-1 agreement {_num(cls.get('top1_agreement'))}, prob diff max {_num(cls.get('prob_diff_max_pp'))}"
-                     f" pp ({cls.get('grade')})")
+        lines.append(f"top-1 agreement {_num(cls.get('top1_agreement'))}, prob diff max "
+                     f"{_num(cls.get('prob_diff_max_pp'))} pp ({cls.get('grade')})")
     lines.append(f"shape {out['candidate_shape']} {out['candidate_dtype']} (golden {out['reference_shape']} "
                  f"{out['reference_dtype']})")
     if report_path:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from parity.report.formats import ReportWriter, write_text, writer
-from parity.report.model import column
 
 log = logging.getLogger("parity")
 LIMIT = 1024 * 1024  # GitHub's step summary limit, in bytes
@@ -28,6 +27,7 @@ def _code(text: str) -> str:
 def job_markdown(report: dict[str, Any], settings: Any) -> list[str]:
     """The job's printed table as markdown: its tables as they are, every other line a list item, in order."""
     from parity.report.formats.table import job_table, summary_line
+    from parity.report.model import column
 
     where = column(report["exporter"], report["backend"]["name"])
     lines = [f"### parity: {report['verdict']} · {report['model']['name']} · {where}"]
