@@ -57,6 +57,13 @@ class TensorSets:
 def read_npy(path: Path) -> np.ndarray:
     """One .npy array, never unpickled; DataError naming the file otherwise."""
     try:
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or one_line(exc)}") from None
+    if magic != b"\x93NUMPY":
+        raise DataError(f"{path} is not a .npy file (it lacks the \\x93NUMPY header)")
+    try:
         return np.load(path, allow_pickle=False)
     except ValueError as exc:
         if "pickle" in str(exc):
@@ -162,7 +169,45 @@ def _read_csv(path: Path, dtype: str, shape: list[int]) -> np.ndarray:
     return values.reshape(shape)
 
 
+def write_tensor(fmt: str, path: Path, array: np.ndarray) -> None:
+    """One tensor file in an index-described format (npy, raw, csv)."""
+    if fmt == "npy":
+        np.save(path, contiguous(bfloat16_bits(array)), allow_pickle=False)
+    elif fmt == "raw":
+        _write_raw(path, array)
+    elif fmt == "csv":
+        _write_csv(path, array)
+    else:
+        raise DataError(f"unknown tensor file format '{fmt}' (one of {', '.join(SUFFIX)})")
+
+
+def read_tensor(fmt: str, path: Path, dtype: str, shape: list[int]) -> np.ndarray:
+    """One tensor file of `dtype` and `shape` (an .npy says its own; it must agree)."""
+    if fmt == "npy":
+        array = with_dtype(read_npy(path), dtype)
+    elif fmt == "raw":
+        array = _read_raw(path, dtype, shape)
+    else:
+        array = _read_csv(path, dtype, shape)
+    if str(array.dtype) != dtype or list(array.shape) != list(shape):
+        raise DataError(f"{path} holds {array.dtype}{list(array.shape)}; {INDEX} says {dtype}{list(shape)}")
+    return array
+
+
 # -- directories: index.json and its tensor files ------------------------------------------------
+
+
+def write_batch(fmt: str, directory: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> dict:
+    """One batch for another program: `<directory>/<name><suffix>` per tensor (C order, in the order given) and
+    index.json listing them as `inputs` (name, file, dtype, shape), with `meta` on top. Returns the index."""
+    names = file_names(list(arrays), SUFFIX[fmt])
+    entries = []
+    for name, array in arrays.items():
+        write_tensor(fmt, directory / names[name], array)
+        entries.append({"name": name, "file": names[name], "dtype": str(array.dtype), "shape": list(array.shape)})
+    index = {"format": INDEX_FORMAT, "tensor_format": fmt, **meta, "inputs": entries}
+    (directory / INDEX).write_text(json.dumps(index, indent=2) + "\n")
+    return index
 
 
 def file_names(names: Sequence[str], suffix: str) -> dict[str, str]:
@@ -194,12 +239,7 @@ def write_dir(fmt: str, directory: Path, inputs: Mapping[str, np.ndarray], outpu
             entries = []
             for name, array in arrays.items():
                 target = directory / section / names[name]
-                if fmt == "npy":
-                    np.save(target, contiguous(bfloat16_bits(array)), allow_pickle=False)
-                elif fmt == "raw":
-                    _write_raw(target, array)
-                else:
-                    _write_csv(target, array)
+                write_tensor(fmt, target, array)
                 written.append(target)
                 entries.append({"name": name, "file": f"{section}/{names[name]}", "dtype": str(array.dtype),
                                 "shape": list(array.shape), "batch_axis": axes[section].get(name, 0)})
@@ -273,15 +313,7 @@ def read_dir(fmt: str, directory: Path) -> TensorSets:
                 raise DataError(f"{directory / INDEX}: file {rel} lies outside {directory}; refused")
             if not path.is_file():
                 raise DataError(f"{directory / INDEX} lists {rel}, which does not exist")
-            if fmt == "npy":
-                array = with_dtype(read_npy(path), dtype)
-            elif fmt == "raw":
-                array = _read_raw(path, dtype, shape)
-            else:
-                array = _read_csv(path, dtype, shape)
-            if str(array.dtype) != dtype or list(array.shape) != shape:
-                raise DataError(f"{path} holds {array.dtype}{list(array.shape)}; {INDEX} says {dtype}{shape}")
-            arrays[name] = array
+            arrays[name] = read_tensor(fmt, path, dtype, shape)
             files.append(path)
         sets[section] = arrays
     return TensorSets(inputs=[sets["inputs"]], outputs=[sets["outputs"]] if sets["outputs"] else [], files=files)

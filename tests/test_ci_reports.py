@@ -415,9 +415,9 @@ FAULT = ["transform._target_=tests.plugins.ScaleWeightTransform", "+transform.ta
 
 
 def _browser() -> Any:
-    from tests.browser import Browser, missing_reason
+    from parity.web.chromium import Browser, missing_reason
 
-    reason = missing_reason()
+    reason = missing_reason(needed_for="the HTML report's browser test")
     if reason:
         pytest.skip(reason)
     return Browser()

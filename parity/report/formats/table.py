@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import logging
 import math
 import textwrap
@@ -272,7 +274,20 @@ def runtime_line(report: dict[str, Any]) -> str | None:
     framework = rt.get("framework")
     if not framework:
         return None
-    parts = [f"{framework} {rt.get(framework, '')}".strip()]
+    if framework == "command":
+        import shlex
+
+        # absolute paths by their file name: the program and its arguments, not the machine's directories
+        command = shlex.join(os.path.basename(a) if os.path.isabs(a) else a for a in rt.get("command") or [])
+        parts = [f"command {command if len(command) <= 80 else command[:79] + '…'}"]
+        if rt.get("version"):
+            parts.append(f"version {str(rt['version']).splitlines()[0][:60]}")
+        if (rt.get("client") or {}).get("name"):
+            parts.append(f"client {rt['client']['name']}")
+    else:
+        parts = [f"{framework} {rt.get(framework, '')}".strip()]
+    if rt.get("runtime"):
+        parts.append(str(rt["runtime"]))
     if rt.get("providers_active"):
         parts.append("providers " + ", ".join(rt["providers_active"]))
     if rt.get("device"):
@@ -282,6 +297,11 @@ def runtime_line(report: dict[str, Any]) -> str | None:
         parts.append(f"inference precision {rt['inference_precision']}")
     if rt.get("signature"):
         parts.append(f"signature {rt['signature']}")
+    if isinstance(rt.get("wasm"), dict):
+        wasm = rt["wasm"]
+        parts.append(f"wasm threads {wasm.get('num_threads')}, simd {wasm.get('simd')}")
+    if rt.get("model_sha256_loaded"):
+        parts.append(f"model loaded sha256 {str(rt['model_sha256_loaded'])[:12]}…")
     return "ran on: " + ", ".join(parts)
 
 
