@@ -39,7 +39,7 @@ COMMON = [
     # tests only: a real JUnit consumer reads parity's junit.xml, and xmlschema checks it against the CI schema
     "junitparser==5.0.3",
     "xmlschema==4.3.2",
-    "websocket-client==1.9.2",  # tests only: drives a real headless Chromium through the DevTools protocol
+    "websocket-client==1.9.2",  # the web extra: drives a real headless Chromium through the DevTools protocol
 ]
 CPU = ["torch==2.13.0", "onnxruntime==1.32.0", *COMMON]
 # Optional extras (pyproject's [tf] and [openvino]). tests_cpu installs the ones it can and says which it skipped;

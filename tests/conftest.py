@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ USER_CONF = Path(__file__).resolve().parent / "user_conf"
 SEARCHPATH = f"hydra.searchpath=[file://{USER_CONF}]"
 
 register_configs()
+# what parity caches outside a run (onnxruntime-web's npm install for the ort_web backends): one place per machine
+# for the test suite, never the user's ~/.cache; subprocesses inherit it
+os.environ.setdefault("PARITY_CACHE", str(Path(tempfile.gettempdir()) / f"parity-test-cache-{os.getuid()}"))
 
 
 def cuda_reason() -> str | None:

@@ -33,7 +33,9 @@ def read(entry):
     if index["tensor_format"] == "npy":
         return np.load(path)
     if index["tensor_format"] == "raw":
-        return np.fromfile(path, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
+        flat = np.fromfile(path, dtype=np.dtype(dtype).newbyteorder("<"))
+        # "misread": the layout a C++ client may assume by mistake (column-major)
+        return flat.reshape(shape, order="F" if mode == "misread" else "C")
     return np.loadtxt(path, delimiter=",", dtype=dtype, ndmin=2).reshape(shape)
 
 feeds = {e["name"]: read(e) for e in index["inputs"]}
@@ -113,6 +115,13 @@ def test_a_command_writing_wrong_outputs_fails(run_parity, client) -> None:
     check = backend_check(report)
     assert code == 1 and check["verdict"] == "FAIL"
     assert check["outputs"][0]["metrics"]["max_abs"] > 0.05
+
+
+def test_a_client_that_misreads_its_input_file_fails(run_parity, client) -> None:
+    """Seed 002: the C++ client agreed with Python only once it read the same input file the right way; one that
+    takes parity's C-order raw file as column-major computes on other inputs, and that is a FAIL."""
+    report, code = run_parity(["model=mlp", *command(client, "misread", "backend.inputs_format=raw")])
+    assert code == 1 and backend_check(report)["verdict"] == "FAIL"
 
 
 @pytest.mark.parametrize("mode, said", [

@@ -104,6 +104,9 @@ class OrtWebBrowserBackendConfig(OrtWebBackendConfig):
 class OrtWebSession(CommandSession):
     """runner.mjs under Node, once per inference, on parity's raw tensor files."""
 
+    timed_what = ("perf_counter around one run of runner.mjs: Node's start, ONNX Runtime Web's initialisation, "
+                  "the model's load and the file exchange included")
+
     def _open(self) -> None:
         super()._open()
         self.backend.ensure_installed()
@@ -219,6 +222,9 @@ class OrtWebBrowserSession(CommandSession):
             raise BackendError(f"backend '{backend.name}': the browser could not load the model: "
                                f"{self._problems(exc)}") from None
         self._browser_info = dict(self._page.version)
+
+    timed_what = ("perf_counter around one parity.run in the page over the DevTools protocol: the model loaded "
+                  "once; inputs and outputs through the local HTTP server included")
 
     def _execute(self, values: Mapping[str, str], call: Path) -> str:
         from parity.web.chromium import PageError

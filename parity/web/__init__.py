@@ -104,9 +104,9 @@ def install(package_dir: str | Path | None = None, cache_dir: str | Path | None 
             shutil.copyfile(manifest, work / "package.json")
             shutil.copyfile(lock, work / "package-lock.json")
             try:
-                proc = subprocess.run([program, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
-                                      cwd=work, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S,
-                                      stdin=subprocess.DEVNULL)
+                proc = subprocess.run(
+                    [program, "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"], cwd=work,
+                    capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, stdin=subprocess.DEVNULL)
             except subprocess.TimeoutExpired:
                 raise BackendError(f"npm ci of {PACKAGE} {version} did not finish in {INSTALL_TIMEOUT_S} s") from None
             if proc.returncode != 0:

@@ -10,7 +10,9 @@ import { configure, runBatch, sha256 } from "./tensors.mjs";
 
 async function main() {
   const [ortDir, modelPath, inputsDir, outputsDir, settings] = process.argv.slice(2);
-  if (!outputsDir) throw new Error("usage: node runner.mjs <onnxruntime-web dir> <model> <inputs> <outputs> [wasm JSON]");
+  if (!outputsDir) {
+    throw new Error("usage: node runner.mjs <onnxruntime-web dir> <model> <inputs> <outputs> [wasm JSON]");
+  }
   const wasm = settings ? JSON.parse(settings) : {};
   const pkg = JSON.parse(await readFile(join(ortDir, "package.json"), "utf8"));
   const ort = await import(pathToFileURL(join(ortDir, pkg.exports["."].node.import)).href);
@@ -37,7 +39,8 @@ async function main() {
     execution_provider: "wasm",
     wasm: { num_threads: ort.env.wasm.numThreads, simd: ort.env.wasm.simd ?? true, proxy: !!ort.env.wasm.proxy },
     model_sha256: await sha256(loaded),
-    external_data_sha256: Object.fromEntries(await Promise.all(external.map(async (e) => [e.path, await sha256(e.data)]))),
+    external_data_sha256: Object.fromEntries(
+      await Promise.all(external.map(async (e) => [e.path, await sha256(e.data)]))),
     run_ms: result.milliseconds,
   };
   await writeFile(join(outputsDir, "index.json"), JSON.stringify(result.index, null, 2) + "\n");

@@ -281,7 +281,8 @@ def runtime_line(report: dict[str, Any]) -> str | None:
         command = shlex.join(os.path.basename(a) if os.path.isabs(a) else a for a in rt.get("command") or [])
         parts = [f"command {command if len(command) <= 80 else command[:79] + '…'}"]
         if rt.get("version"):
-            parts.append(f"version {str(rt['version']).splitlines()[0][:60]}")
+            version = str(rt["version"]).splitlines()[0]
+            parts.append(version[:100] if version.startswith("version command") else f"version {version[:60]}")
         if (rt.get("client") or {}).get("name"):
             parts.append(f"client {rt['client']['name']}")
     else:
