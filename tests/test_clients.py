@@ -66,11 +66,12 @@ for entry, value in zip(index["expected_outputs"], values):
         value.astype(value.dtype.newbyteorder("<")).tofile(path)
     else:
         np.savetxt(path, value.reshape(value.shape[0], -1), delimiter=",", fmt="%.9g")
-if mode == "stale":
+if mode in ("stale", "indexed"):  # an index of the client's own: the outputs' dtypes and shapes, what ran
+    client = {"name": mode, "model_sha256": "0" * 64} if mode == "stale" else {"name": "indexed client"}
     json.dump({"format": "parity.tensors/v1", "tensor_format": fmt, "inputs": [],
                "outputs": [{"name": e["name"], "file": e["file"], "dtype": "float32", "shape": list(v.shape)}
                            for e, v in zip(index["expected_outputs"], values)],
-               "client": {"name": "stale", "model_sha256": "0" * 64}}, open(f"{outputs_dir}/index.json", "w"))
+               "client": client}, open(f"{outputs_dir}/index.json", "w"))
 '''
 
 
@@ -175,8 +176,49 @@ def test_a_missing_program_is_a_skip_with_the_reason(run_parity) -> None:
     assert check["verdict"] == "SKIP" and "program 'no-such-client-program' not found on PATH" in check["message"]
 
 
+def test_a_program_found_only_on_parity_s_path_is_a_skip_without_its_environment(run_parity, client, tmp_path,
+                                                                                  monkeypatch) -> None:
+    """inherit_env=false: the program is looked up as the child will look it up (no PATH: the system's default)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    program = bin_dir / "myclient"
+    program.write_text(f"#!/bin/sh\nexec {PY} {client} \"$@\"\n")
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    argv = ["myclient", "'{model}'", "'{inputs_dir}'", "'{outputs_dir}'"]
+    report, code = run_parity(["model=mlp", "backend=command", f"backend.command=[{','.join(argv)}]"])
+    assert code == 0 and backend_check(report)["verdict"] == "PASS", report["error"]
+    report, _ = run_parity(["model=mlp", "backend=command", f"backend.command=[{','.join(argv)}]",
+                            "backend.inherit_env=false"])
+    check = backend_check(report)
+    assert check["verdict"] == "SKIP" and "program 'myclient' not found on PATH" in check["message"]
+
+
+def test_raw_outputs_of_a_graph_declaring_no_output_shape_need_an_index(run_parity, client, tmp_path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "relu.onnx")
+    golden = tmp_path / "golden"
+    base = ["model=onnx", f"model.path={tmp_path / 'relu.onnx'}"]
+    report, code = run_parity([*base, "mode=golden"], golden_root=golden)
+    assert code == 0, report["error"]
+    report, code = run_parity([*base, *command(client, "right", "backend.outputs_format=raw")], golden_root=golden)
+    check = backend_check(report)
+    assert code == 2 and "the ONNX graph declares no shape for output y; write an index.json" in check["message"]
+    report, code = run_parity([*base, *command(client, "indexed", "backend.outputs_format=raw")], golden_root=golden)
+    assert code == 0 and backend_check(report)["verdict"] == "PASS", backend_check(report)
+    assert report["backend"]["runtime"]["client"] == {"name": "indexed client"}
+
+
 @pytest.mark.parametrize("override, said", [
     ("backend.command=[]", "command is empty"),
+    ("backend.command=[prog,'{batch_size:03d}']", "{batch_size} takes no format spec or conversion"),
     ("backend.command=[prog,'{modle}']", "names {modle}; the placeholders are {model}, {inputs_dir}"),
     ("backend.inputs_format=parquet", "inputs_format 'parquet' is not one of npy, raw, csv"),
     ("backend.timeout_s=0", "timeout_s must be > 0"),
@@ -249,6 +291,39 @@ def test_ort_web_in_a_real_headless_chromium_matches_the_golden(run_parity, tmp_
     loaded_the_artifact(report, tmp_path / "run")
 
 
+def test_the_simd_setting_reaches_onnxruntime_web(run_parity) -> None:
+    needs_web()
+    report, code = run_parity(["model=mlp", "backend=ort_web", "backend.simd=off"])
+    assert code == 0, report["error"] or backend_check(report)
+    assert report["backend"]["runtime"]["wasm"]["simd"] is False
+    report, code = run_parity(["model=mlp", "backend=ort_web", "backend.simd=relaxed"])
+    check = backend_check(report)
+    if check["verdict"] == "ERROR":  # Node 20's V8 11.3 predates relaxed SIMD: onnxruntime-web refuses to start
+        assert "Relaxed WebAssembly SIMD is not supported" in check["message"], check["message"]
+        assert check["message"].count("parity ort_web runner:") == 1 and " at " not in check["message"].split(
+            "stderr:")[1], "the ERROR quotes the runner's message, not its stack"
+    else:
+        assert check["verdict"] == "PASS" and report["backend"]["runtime"]["wasm"]["simd"] == "relaxed"
+
+
+def test_a_cache_directory_with_braces_in_its_name(run_parity, tmp_path: Path) -> None:
+    """Paths parity puts into the command line are taken as they are, braces and all."""
+    needs_web()
+    report, code = run_parity(["model=mlp", "backend=ort_web", f"backend.cache_dir='{tmp_path / 'c{x}'}'"])
+    assert code == 0, report["error"] or backend_check(report)
+    assert "/c{x}/" in report["backend"]["runtime"]["package"]["install"]
+
+
+def test_a_proxied_session_in_the_browser_reports_the_bytes_it_loaded(run_parity, tmp_path: Path) -> None:
+    """env.wasm.proxy runs ONNX Runtime Web in a web worker, which takes the model's buffer: the page hashes the
+    bytes before handing them over."""
+    needs_web(browser=True)
+    report, code = run_parity(["model=mlp", "backend=ort_web_browser", "backend.proxy=true"])
+    assert code == 0, report["error"] or backend_check(report)
+    assert report["backend"]["runtime"]["wasm"]["proxy"] is True
+    loaded_the_artifact(report, tmp_path / "run")
+
+
 def test_without_cross_origin_isolation_the_browser_gives_wasm_one_thread(run_parity) -> None:
     needs_web(browser=True)
     report, code = run_parity(["model=mlp", "backend=ort_web_browser", "backend.num_threads=2",
@@ -313,6 +388,7 @@ def test_the_local_server_serves_only_what_it_names(tmp_path: Path) -> None:
     (model_dir / "secret.txt").write_text("not served")
     (io_root / "call_0001" / "inputs" / "x.bin").write_bytes(b"x")
     (ort / "dist" / "ort.wasm.min.mjs").write_text("// ort")
+    (io_root / "call_0001" / "inputs" / "-x.bin").write_bytes(b"-x")  # a tensor named "-x" keeps its dash
     with Server(io_root, ort, model_dir / "model.onnx", [], isolated=True) as server:
         def get(path: str) -> tuple[int, bytes, Any]:
             try:
@@ -326,6 +402,7 @@ def test_the_local_server_serves_only_what_it_names(tmp_path: Path) -> None:
         assert (code, body) == (200, b"model") and headers["Cache-Control"] == "no-store"
         assert headers["Cross-Origin-Embedder-Policy"] == "require-corp"
         assert get("io/call_0001/inputs/x.bin")[:2] == (200, b"x")
+        assert get("io/call_0001/inputs/-x.bin")[:2] == (200, b"-x")
         assert get("ort/ort.wasm.min.mjs")[0] == 200 and b"<html>" in get("")[1]
         for path in ("model/secret.txt", "model/..%2Fmodel%2Fsecret.txt", "io/..%2F..%2Fmodel/inputs/model.onnx",
                      "web/runner.mjs", "ort/..%2F..%2Fmodel%2Fmodel.onnx", "io/call_0001/outputs/x.bin"):

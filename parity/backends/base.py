@@ -131,6 +131,9 @@ class Backend(Plugin):
         except Exception as exc:
             session._close()
             raise BackendError(f"backend '{self.name}' failed to load the model: {one_line(exc)}") from exc
+        except BaseException:  # Ctrl-C while loading: what the session started (a browser, a server) still goes
+            session._close()
+            raise
         try:
             yield session
         finally:

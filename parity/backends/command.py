@@ -63,17 +63,14 @@ class CommandBackendConfig(BackendConfig):
     def validate(self) -> None:
         if not self.command:
             raise ConfigError(f"backend '{self.name}': command is empty; give the program and its arguments as a "
-                              f"list, e.g. backend.command='[./client,{{model}},{{inputs_dir}},{{outputs_dir}}]'")
-        for key in ("command", "version_command"):
-            for arg in getattr(self, key):
-                bad = placeholders_in(str(arg)) - set(PLACEHOLDERS)
-                if bad:
-                    raise ConfigError(f"backend '{self.name}': {key} argument '{arg}' names {{{sorted(bad)[0]}}}; "
-                                      f"the placeholders are {', '.join('{' + p + '}' for p in PLACEHOLDERS)} "
-                                      f"(write {{{{ and }}}} for literal braces)")
-        if any(placeholders_in(str(arg)) for arg in self.version_command):
-            raise ConfigError(f"backend '{self.name}': version_command runs once, before any model or batch; it "
-                              f"takes no placeholders")
+                              f"list, e.g. 'backend.command=[./client,\"{{model}}\",\"{{inputs_dir}}\","
+                              f"\"{{outputs_dir}}\"]'")
+        for arg in self.command:
+            bad = placeholders_in(str(arg)) - set(PLACEHOLDERS)
+            if bad:
+                raise ConfigError(f"backend '{self.name}': command argument '{arg}' names {{{sorted(bad)[0]}}}; "
+                                  f"the placeholders are {', '.join('{' + p + '}' for p in PLACEHOLDERS)} "
+                                  f"(write {{{{ and }}}} for literal braces)")
         for key in ("inputs_format", "outputs_format"):
             if getattr(self, key) not in FORMATS:
                 raise ConfigError(f"backend '{self.name}': {key} '{getattr(self, key)}' is not one of "
@@ -91,17 +88,28 @@ class CommandBackendConfig(BackendConfig):
 
 
 def placeholders_in(text: str) -> set[str]:
-    """The `{name}` fields of an argument; ConfigError-worthy text (an unclosed brace) names itself."""
+    """The `{name}` fields of an argument; ConfigError for an unclosed brace, a format spec or a conversion
+    (`{batch_size:03d}`, `{model!r}`: every value is a plain string, put in as it is)."""
     try:
-        return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(text) if name is not None]
     except ValueError as exc:
         raise ConfigError(f"backend command argument '{text}': {exc} (write {{{{ and }}}} for literal braces)") \
             from None
+    for name, spec, conv in fields:
+        if spec or conv:
+            raise ConfigError(f"backend command argument '{text}': {{{name}}} takes no format spec or conversion "
+                              f"(the value goes in as it is)")
+    return {name for name, _, _ in fields}
 
 
-def stderr_tail(text: str) -> str:
+def literal(text: str) -> str:
+    """`text` as a command template argument that is taken as it is (its braces doubled)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def stderr_tail(text: str, count: int = TAIL_LINES) -> str:
     """The last lines of a program's stderr on one line (' | ' between them)."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()][-TAIL_LINES:]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()][-count:]
     joined = " | ".join(lines)
     return joined if len(joined) <= TAIL_CHARS else "…" + joined[-TAIL_CHARS:]
 
@@ -138,7 +146,7 @@ def run_program(argv: list[str], timeout: float, env: Mapping[str, str] | None, 
     return Completed(code, read(out_path), read(err_path), time.perf_counter() - start)
 
 
-def failure(what: str, done: Completed, timeout: float) -> str | None:
+def failure(what: str, done: Completed, timeout: float, lines: int = TAIL_LINES) -> str | None:
     """Why a finished program failed (exit status, signal, timeout) with its stderr's tail, or None."""
     if done.returncode == 0:
         return None
@@ -152,7 +160,7 @@ def failure(what: str, done: Completed, timeout: float) -> str | None:
         why = f"{what} was killed by {name}"
     else:
         why = f"{what} exited with status {done.returncode}"
-    tail = stderr_tail(done.stderr)
+    tail = stderr_tail(done.stderr, lines)
     return f"{why}; stderr: {tail}" if tail else f"{why} (nothing on stderr)"
 
 
@@ -165,10 +173,13 @@ def shown(argv: list[str]) -> str:
 class CommandSession(Session):
     """One artifact given to the command; every inference a fresh pair of directories and a fresh process."""
 
+    tail_lines = TAIL_LINES  # of the client's stderr in an ERROR
+
     def _open(self) -> None:
         self._root = Path(tempfile.mkdtemp(prefix=f"parity-{self.backend.name}-"))
         self._calls = 0
         self._client: dict[str, Any] = {}
+        self._digests: dict[Path, str] = {}  # SHA-256 of the artifact's files, made once (not in a timed run)
         self._graph = _graph_outputs(self.artifact)
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -209,13 +220,16 @@ class CommandSession(Session):
         it said on stderr (one line), for the message of outputs it then got wrong."""
         backend, config = self.backend, self.backend.config
         argv = backend.argv(values)
-        done = run_program(argv, config.timeout_s, backend.environment(), backend.cwd(), call)
+        try:
+            done = run_program(argv, config.timeout_s, backend.environment(), backend.cwd(), call)
+        except BackendError as exc:
+            raise BackendError(f"backend '{backend.name}': {exc}") from None
         if done.stderr.strip():
             log.debug("%s stderr:\n%s", backend.name, done.stderr.rstrip())
-        why = failure(f"command {shown(argv)}", done, config.timeout_s)
+        why = failure(f"command {shown(argv)}", done, config.timeout_s, self.tail_lines)
         if why is not None:
             raise BackendError(f"backend '{backend.name}': {why}")
-        return stderr_tail(done.stderr)
+        return stderr_tail(done.stderr, self.tail_lines)
 
     def _read(self, outputs_dir: Path, names: Mapping[str, str], feeds: Mapping[str, np.ndarray],
               stderr: str) -> dict[str, np.ndarray]:
@@ -231,6 +245,8 @@ class CommandSession(Session):
         except DataError as exc:
             raise BackendError(f"backend '{backend.name}': the command's outputs are malformed: {one_line(exc)}"
                                f"{said}") from None
+        except BackendError as exc:
+            raise BackendError(f"{one_line(exc)}{said}") from None
         missing = [n for n in self.artifact.output_names if n not in arrays]
         if missing:
             present = sorted(p.name for p in outputs_dir.iterdir()) or ["nothing"]
@@ -266,7 +282,9 @@ class CommandSession(Session):
         for what, loaded, path in claims:
             if loaded is None:
                 continue
-            expected = file_sha256(path) if path.is_file() else "(no such file here)"
+            if path not in self._digests:
+                self._digests[path] = file_sha256(path) if path.is_file() else "(no such file here)"
+            expected = self._digests[path]
             if str(loaded).lower() != expected:
                 raise BackendError(f"backend '{self.backend.name}': the client loaded {what} with SHA-256 "
                                    f"{str(loaded)[:16]}…, not the artifact's {expected[:16]}… (a stale or cached "
@@ -297,9 +315,12 @@ class CommandSession(Session):
             raise DataError(f"{path.name}: the ONNX graph has no output {position} to take its dtype and shape from; "
                             f"write an index.json (parity.tensors/v1) beside the outputs")
         dtype, dims = graph_outputs[position]
+        if dims is None:
+            raise DataError(f"{path.name}: the ONNX graph declares no shape for output {name}; write an index.json "
+                            f"(parity.tensors/v1) beside the outputs, or use npy")
         known: dict[str, int] = {}
         for input_name, input_dims in graph_inputs.items():
-            if input_name in feeds:
+            if input_name in feeds and input_dims is not None:
                 for dim, size in zip(input_dims, feeds[input_name].shape):
                     if isinstance(dim, str):
                         known.setdefault(dim, int(size))
@@ -355,15 +376,17 @@ def _batch_size(feeds: Mapping[str, np.ndarray], axes: Mapping[str, int | None])
     return 1
 
 
-def _graph_outputs(artifact: Any) -> tuple[dict[str, list[Any]], list[tuple[str, list[Any]]]]:
+def _graph_outputs(artifact: Any) -> tuple[dict[str, list[Any] | None], list[tuple[str, list[Any] | None]]]:
     """The ONNX graph's inputs (name -> dims) and outputs ((dtype, dims) in order); a dim is an int or its
-    symbolic name (None where it has neither)."""
+    symbolic name (None where it has neither); dims None where no shape is declared."""
     import onnx
     from onnx import helper
 
     model = onnx.load(str(artifact.path), load_external_data=False)
 
-    def dims(value: Any) -> list[Any]:
+    def dims(value: Any) -> list[Any] | None:
+        if not value.type.tensor_type.HasField("shape"):
+            return None  # no shape declared (not even the rank)
         shape = value.type.tensor_type.shape
         return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in shape.dim]
 
@@ -432,7 +455,9 @@ class CommandBackend(Backend):
             path = Path(self.cwd() or ".", program) if not os.path.isabs(program) else Path(program)
             return str(path) if path.is_file() and os.access(path, os.X_OK) else None
         env = self.environment()
-        return shutil.which(program, path=(env or os.environ).get("PATH"))
+        # as Popen looks it up: the child's PATH, or without one the system's default path
+        search = (env if env is not None else os.environ).get("PATH") or os.defpath
+        return shutil.which(program, path=search)
 
     def availability(self) -> str | None:
         if self.executable() is None:

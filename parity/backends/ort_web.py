@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from parity.backends.command import CommandBackend, CommandSession, _external_data
+from parity.backends.command import CommandBackend, CommandSession, _external_data, literal
 from parity.backends.base import BackendConfig
 from parity.errors import BackendError, ConfigError, one_line
 from parity.plugins import register
@@ -106,6 +106,7 @@ class OrtWebSession(CommandSession):
 
     timed_what = ("perf_counter around one run of runner.mjs: Node's start, ONNX Runtime Web's initialisation, "
                   "the model's load and the file exchange included")
+    tail_lines = 1  # runner.mjs ends its stderr with the error's message (the stack trace before it)
 
     def _open(self) -> None:
         super()._open()
@@ -160,8 +161,8 @@ class OrtWebBackend(CommandBackend):
 
         node = shutil.which(self.config.node) or self.config.node
         ort = str(self.ort_dir) if self.ort_dir is not None else "<onnxruntime-web>"
-        return [node, str(ASSETS / "runner.mjs"), ort, "{model}", "{inputs_dir}", "{outputs_dir}",
-                json.dumps(self.config.wasm()).replace("{", "{{").replace("}", "}}")]
+        return [literal(node), literal(str(ASSETS / "runner.mjs")), literal(ort), "{model}", "{inputs_dir}",
+                "{outputs_dir}", literal(json.dumps(self.config.wasm()))]
 
     def environment(self) -> dict[str, str] | None:
         return None
@@ -209,6 +210,7 @@ class OrtWebBrowserSession(CommandSession):
         self._server = Server(self._root, ort_dir, Path(self.artifact.path), _external_data(self.artifact),
                               config.cross_origin_isolated).__enter__()
         self._browser = Browser(config.browser, tuple(config.flags))
+        log.info("loading the model in headless Chromium (onnxruntime-web %s, wasm)", backend.pinned)
         try:
             self._page = self._browser.__enter__()
             self._page.call("Network.enable")
@@ -230,22 +232,24 @@ class OrtWebBrowserSession(CommandSession):
         from parity.web.chromium import PageError
 
         config = self.backend.config
+        self._page.events.clear()  # what the page reports from here on is this inference's
+        del self._server.errors[:]
         try:
             self._page.evaluate(f"parity.run({json.dumps(f'/io/{call.name}/')})", timeout=config.timeout_s)
         except (PageError, TimeoutError) as exc:
             raise BackendError(f"backend '{self.backend.name}': the browser's inference failed: "
                                f"{self._problems(exc)}") from None
-        return " | ".join(self._page.errors()[-3:])
+        return _flat(self._page.errors()[-3:])
 
     def _problems(self, exc: BaseException) -> str:
         """The failure with what the page and the server reported meanwhile, on one line."""
         parts = [one_line(exc) if not isinstance(exc, TimeoutError) else f"no answer ({exc})"]
         page = getattr(self, "_page", None)
         if page is not None and page.errors():
-            parts.append("page: " + " | ".join(page.errors()[-3:]))
+            parts.append("page: " + _flat(page.errors()[-3:]))
         if self._server.errors:
             parts.append("server: " + "; ".join(self._server.errors[-3:]))
-        return "; ".join(parts)
+        return " ".join("; ".join(parts).split())
 
     def runtime_info(self) -> dict[str, Any]:
         client = dict(self._client or getattr(self, "_loaded", None) or {})
@@ -275,6 +279,11 @@ class OrtWebBrowserSession(CommandSession):
             if server is not None:
                 server.__exit__(None, None, None)
             super()._close()
+
+
+def _flat(errors: list[str]) -> str:
+    """Page errors (JS stack traces span lines) on one line."""
+    return " | ".join(" ".join(e.split()) for e in errors)
 
 
 @register

@@ -68,9 +68,15 @@ class Page:
                             f"{self.browser.log_tail() or 'nothing on its stderr'}") from None
 
     def call(self, method: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
+        import websocket
+
         self.next_id += 1
         ident = self.next_id
-        self.ws.send(json.dumps({"id": ident, "method": method, "params": params}))
+        try:
+            self.ws.send(json.dumps({"id": ident, "method": method, "params": params}))
+        except (websocket.WebSocketException, ConnectionError, OSError):
+            raise PageError(f"the browser closed the DevTools connection ({method}); "
+                            f"{self.browser.log_tail() or 'nothing on its stderr'}") from None
         deadline = time.monotonic() + timeout
         what = f"{method}: no answer in {timeout:g} s"
         while True:
@@ -139,10 +145,16 @@ class Browser:
         self.ws, self.closed = None, False
         self.profile = Path(tempfile.mkdtemp(prefix="parity-chromium-"))
         self.log = (self.profile.parent / f"{self.profile.name}.log").open("w+b")  # read only on failure
-        self.proc = subprocess.Popen(
-            [program, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-             "--remote-debugging-port=0", "--remote-allow-origins=*", f"--user-data-dir={self.profile}",
-             *self.flags, "about:blank"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
+        try:
+            self.proc = subprocess.Popen(
+                [program, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
+                 "--remote-debugging-port=0", "--remote-allow-origins=*", f"--user-data-dir={self.profile}",
+                 *self.flags, "about:blank"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
+        except OSError as exc:
+            self.log.close()
+            Path(self.log.name).unlink(missing_ok=True)
+            shutil.rmtree(self.profile, ignore_errors=True)
+            raise PageError(f"cannot start {program}: {exc.strerror or exc}") from None
         try:
             port_file = self.profile / "DevToolsActivePort"
             deadline = time.monotonic() + self.start_timeout

@@ -26,6 +26,10 @@ async function main() {
   const options = { executionProviders: ["wasm"], graphOptimizationLevel: wasm.graph_optimization_level || "all" };
   if (external.length) options.externalData = external;
   const loaded = new Uint8Array(model.buffer, model.byteOffset, model.byteLength);
+  // hashed before the session takes the bytes (a proxied session transfers the buffer to its worker)
+  const modelSha256 = await sha256(loaded);
+  const externalSha256 = Object.fromEntries(
+    await Promise.all(external.map(async (e) => [e.path, await sha256(e.data)])));
   const session = await ort.InferenceSession.create(loaded, options);
   const result = await runBatch(ort, session, index, (file) => readFile(join(inputsDir, file)),
                                 (index.expected_outputs || []).map((e) => e.name));
@@ -38,9 +42,8 @@ async function main() {
     v8: process.versions.v8,
     execution_provider: "wasm",
     wasm: { num_threads: ort.env.wasm.numThreads, simd: ort.env.wasm.simd ?? true, proxy: !!ort.env.wasm.proxy },
-    model_sha256: await sha256(loaded),
-    external_data_sha256: Object.fromEntries(
-      await Promise.all(external.map(async (e) => [e.path, await sha256(e.data)]))),
+    model_sha256: modelSha256,
+    external_data_sha256: externalSha256,
     run_ms: result.milliseconds,
   };
   await writeFile(join(outputsDir, "index.json"), JSON.stringify(result.index, null, 2) + "\n");
@@ -48,6 +51,9 @@ async function main() {
 }
 
 main().then(() => process.exit(0), (error) => {
-  process.stderr.write(`parity ort_web runner: ${error && error.stack ? error.stack : error}\n`);
+  // the stack first, the message last: parity's ERROR quotes the last line of stderr
+  if (error && error.stack) process.stderr.write(`${error.stack}\n`);
+  const message = error && error.message ? error.message : String(error);
+  process.stderr.write(`parity ort_web runner: ${message.split("\n").join(" ")}\n`);
   process.exit(1);
 });

@@ -21,7 +21,7 @@ from typing import Any
 
 from parity.web import ASSETS
 
-_SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+_SEGMENT = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")  # as parity.paths.label makes them: never ".", ".."
 _TYPES = {".html": "text/html; charset=utf-8", ".mjs": "text/javascript", ".js": "text/javascript",
           ".wasm": "application/wasm", ".json": "application/json", ".onnx": "application/octet-stream"}
 MAX_UPLOAD = 1 << 34  # one output file
