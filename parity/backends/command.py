@@ -283,7 +283,9 @@ class CommandSession(Session):
             if loaded is None:
                 continue
             if path not in self._digests:
-                self._digests[path] = file_sha256(path) if path.is_file() else "(no such file here)"
+                from parity.golden import sha256_file
+
+                self._digests[path] = sha256_file(path) if path.is_file() else "(no such file here)"
             expected = self._digests[path]
             if str(loaded).lower() != expected:
                 raise BackendError(f"backend '{self.backend.name}': the client loaded {what} with SHA-256 "
@@ -403,16 +405,6 @@ def _external_data(artifact: Any) -> list[str]:
 
     path = Path(artifact.path)
     return [str(p.relative_to(path.parent)) for p in external_data_files(path)]
-
-
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @register
