@@ -70,16 +70,15 @@ def backend(plan: JobPlan, cache: Any, sessions: Any, feeds: Mapping[str, np.nda
         session = sessions.open(artifact)
     except ParityError as exc:
         return BackendRun(error("backend", batch, exc), None, None, None)
-    runtime = session.runtime_info()
     start = time.perf_counter()
     try:
         candidate = session.infer(feeds)
     except ParityError as exc:
-        runtime = session.runtime_info() or runtime  # what a client reported before it failed
+        runtime = session.runtime_info()  # with what a client reported before it failed
         sessions.close()  # a session whose run failed is not trusted with the next size: that one reloads
         return BackendRun(error("backend", batch, exc), None, None, runtime)
     seconds = time.perf_counter() - start
-    runtime = session.runtime_info()  # an external client says what ran once it has run (backend=command)
+    runtime = session.runtime_info()  # after the run: an external client says what ran once it has run
     result = compare(plan, "backend", batch, expected, candidate, plan.backend_tolerance, seconds)
     return BackendRun(result, candidate, session, runtime)
 

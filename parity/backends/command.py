@@ -25,7 +25,6 @@ import signal
 import string
 import subprocess
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +118,6 @@ class Completed:
     returncode: int | None  # None: killed on timeout
     stdout: str
     stderr: str
-    seconds: float
 
 
 def run_program(argv: list[str], timeout: float, env: Mapping[str, str] | None, cwd: str | None,
@@ -127,7 +125,6 @@ def run_program(argv: list[str], timeout: float, env: Mapping[str, str] | None, 
     """Run argv in its own process group with stdout/stderr in files of `log_dir` (no pipe to fill up); on timeout
     the whole group is killed (a client's children too)."""
     out_path, err_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
-    start = time.perf_counter()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd,
@@ -143,7 +140,7 @@ def run_program(argv: list[str], timeout: float, env: Mapping[str, str] | None, 
                 os.killpg(proc.pid, signal.SIGKILL)  # the group: anything the command left behind
             proc.wait()
     read = lambda p: p.read_text(errors="replace")  # noqa: E731
-    return Completed(code, read(out_path), read(err_path), time.perf_counter() - start)
+    return Completed(code, read(out_path), read(err_path))
 
 
 def failure(what: str, done: Completed, timeout: float, lines: int = TAIL_LINES) -> str | None:
@@ -180,7 +177,7 @@ class CommandSession(Session):
         self._calls = 0
         self._client: dict[str, Any] = {}
         self._digests: dict[Path, str] = {}  # SHA-256 of the artifact's files, made once (not in a timed run)
-        self._graph = _graph_outputs(self.artifact)
+        self._graph, self._external = _graph_signature(Path(self.artifact.path))
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         from parity import exchange
@@ -196,7 +193,7 @@ class CommandSession(Session):
         names = exchange.file_names(self.artifact.output_names, exchange.SUFFIX[backend.outputs_format])
         ordered = {n: feeds[n] for n in self.artifact.input_names if n in feeds}
         exchange.write_batch(backend.inputs_format, inputs_dir, ordered, {
-            "model": model, "batch_size": batch, "external_data": _external_data(self.artifact),
+            "model": model, "batch_size": batch, "external_data": self._external,
             "expected_outputs": [{"name": n, "file": names[n]} for n in self.artifact.output_names],
             "outputs_format": backend.outputs_format,
         })
@@ -337,10 +334,6 @@ class CommandSession(Session):
                             f"({dims}); write an index.json (parity.tensors/v1) beside the outputs, or use npy")
         return dtype, [int(d) for d in shape]
 
-    def timer(self, feeds: Mapping[str, np.ndarray], include_transfers: bool = True) -> tuple[Any, str]:
-        run, _ = super().timer(feeds, include_transfers)
-        return run, self.timed_what
-
     timed_what = "perf_counter around one run of the command: process start, model load and file exchange included"
 
     def runtime_info(self) -> dict[str, Any]:
@@ -378,13 +371,17 @@ def _batch_size(feeds: Mapping[str, np.ndarray], axes: Mapping[str, int | None])
     return 1
 
 
-def _graph_outputs(artifact: Any) -> tuple[dict[str, list[Any] | None], list[tuple[str, list[Any] | None]]]:
-    """The ONNX graph's inputs (name -> dims) and outputs ((dtype, dims) in order); a dim is an int or its
-    symbolic name (None where it has neither); dims None where no shape is declared."""
+def _graph_signature(path: Path) -> tuple[tuple[dict[str, list[Any] | None], list[tuple[str, list[Any] | None]]],
+                                            list[str]]:
+    """From one read of the ONNX file: the graph's inputs (name -> dims) and outputs ((dtype, dims) in order), a
+    dim an int or its symbolic name (None where it has neither), dims None where no shape is declared; and its
+    external-data files (relative to the model's directory)."""
     import onnx
     from onnx import helper
 
-    model = onnx.load(str(artifact.path), load_external_data=False)
+    from parity.paths import external_data_files
+
+    model = onnx.load(str(path), load_external_data=False)
 
     def dims(value: Any) -> list[Any] | None:
         if not value.type.tensor_type.HasField("shape"):
@@ -397,14 +394,8 @@ def _graph_outputs(artifact: Any) -> tuple[dict[str, list[Any] | None], list[tup
         return "bfloat16" if elem == onnx.TensorProto.BFLOAT16 else str(np.dtype(helper.tensor_dtype_to_np_dtype(elem)))
 
     inputs = {v.name: dims(v) for v in model.graph.input}
-    return inputs, [(dtype(v), dims(v)) for v in model.graph.output]
-
-
-def _external_data(artifact: Any) -> list[str]:
-    from parity.paths import external_data_files
-
-    path = Path(artifact.path)
-    return [str(p.relative_to(path.parent)) for p in external_data_files(path)]
+    external = [str(p.relative_to(path.parent)) for p in external_data_files(path, model)]
+    return (inputs, [(dtype(v), dims(v)) for v in model.graph.output]), external
 
 
 @register
@@ -467,15 +458,14 @@ class CommandBackend(Backend):
         if not self.config.version_command:
             return None
         if self._version is None:
-            argv = [str(a) for a in self.config.version_command]
+            argv, timeout = [str(a) for a in self.config.version_command], min(self.config.timeout_s, 60.0)
             with tempfile.TemporaryDirectory(prefix="parity-version-") as tmp:
                 try:
-                    done = run_program(argv, min(self.config.timeout_s, 60.0), self.environment(), self.cwd(),
-                                       Path(tmp))
+                    done = run_program(argv, timeout, self.environment(), self.cwd(), Path(tmp))
                 except BackendError as exc:
                     self._version = f"version command failed: {one_line(exc)}"
                 else:
-                    why = failure(f"version command {shown(argv)}", done, min(self.config.timeout_s, 60.0))
+                    why = failure(f"version command {shown(argv)}", done, timeout)
                     text = (done.stdout.strip() or done.stderr.strip())[:500]
                     self._version = text if why is None else why
             if self._version.startswith("version command"):

@@ -13,6 +13,7 @@ in a fresh browser profile per session.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import shutil
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from parity.backends.command import CommandBackend, CommandSession, _external_data, literal
+from parity.backends.command import CommandBackend, CommandSession, literal
 from parity.backends.base import BackendConfig
 from parity.errors import BackendError, ConfigError, one_line
 from parity.plugins import register
@@ -112,9 +113,13 @@ class OrtWebSession(CommandSession):
         super()._open()
         self.backend.ensure_installed()
 
+    def client(self) -> dict[str, Any]:
+        """What the JavaScript client last reported about itself."""
+        return dict(self._client)
+
     def runtime_info(self) -> dict[str, Any]:
-        client = dict(self._client)
-        info: dict[str, Any] = {
+        client = self.client()
+        return {
             "framework": "onnxruntime-web",
             "onnxruntime-web": client.get("onnxruntime_web") or self.backend.pinned,
             "device": "wasm",
@@ -124,9 +129,8 @@ class OrtWebSession(CommandSession):
             "package": {"onnxruntime-web": self.backend.pinned, "install": str(self.backend.ort_dir)},
             "timeout_s": self.backend.config.timeout_s,
             "client": client,
+            "runtime": f"node {client['node']}" if client.get("node") else None,
         }
-        info["runtime"] = f"node {client['node']}" if client.get("node") else None
-        return info
 
 
 @register
@@ -150,7 +154,7 @@ class OrtWebBackend(CommandBackend):
     def outputs_format(self) -> str:
         return "raw"
 
-    @property
+    @functools.cached_property
     def pinned(self) -> str:
         from parity.web import pinned_version
 
@@ -196,18 +200,17 @@ class OrtWebBackend(CommandBackend):
         return None
 
 
-class OrtWebBrowserSession(CommandSession):
+class OrtWebBrowserSession(OrtWebSession):
     """page.html in a headless Chromium: the model loaded once per session, then one `parity.run` per batch."""
 
     def _open(self) -> None:
         from parity.web.chromium import Browser, PageError
         from parity.web.server import Server
 
-        super()._open()
-        backend, config = self.backend, self.backend.config
-        ort_dir = backend.ensure_installed()
         self._browser_info: dict[str, Any] = {}
-        self._server = Server(self._root, ort_dir, Path(self.artifact.path), _external_data(self.artifact),
+        super()._open()  # onnxruntime-web installed
+        backend, config = self.backend, self.backend.config
+        self._server = Server(self._root, backend.ort_dir, Path(self.artifact.path), self._external,
                               config.cross_origin_isolated).__enter__()
         self._browser = Browser(config.browser, tuple(config.flags))
         log.info("loading the model in headless Chromium (onnxruntime-web %s, wasm)", backend.pinned)
@@ -218,7 +221,7 @@ class OrtWebBrowserSession(CommandSession):
             self._page.open(self._server.url, timeout=config.timeout_s)
             model = Path(self.artifact.path)
             settings = {"wasm": config.wasm(), "model": f"/model/{model.name}", "model_dir": "/model/",
-                        "external_data": _external_data(self.artifact)}
+                        "external_data": self._external}
             self._loaded = self._page.evaluate(f"parity.load({json.dumps(settings)})", timeout=config.timeout_s)
         except (PageError, TimeoutError) as exc:
             raise BackendError(f"backend '{backend.name}': the browser could not load the model: "
@@ -251,23 +254,15 @@ class OrtWebBrowserSession(CommandSession):
             parts.append("server: " + "; ".join(self._server.errors[-3:]))
         return " ".join("; ".join(parts).split())
 
+    def client(self) -> dict[str, Any]:
+        """What the page reported: with the last batch's outputs, or (before any) when it loaded the model."""
+        return dict(self._client or getattr(self, "_loaded", None) or {})
+
     def runtime_info(self) -> dict[str, Any]:
-        client = dict(self._client or getattr(self, "_loaded", None) or {})
-        product = self._browser_info.get("product")
-        return {
-            "framework": "onnxruntime-web",
-            "onnxruntime-web": client.get("onnxruntime_web") or self.backend.pinned,
-            "device": "wasm",
-            "runtime": product,
-            "browser": self._browser_info,
-            "wasm_requested": self.backend.config.wasm(),
-            "wasm": client.get("wasm"),
-            "cross_origin_isolated": client.get("cross_origin_isolated"),
-            "model_sha256_loaded": client.get("model_sha256"),
-            "package": {"onnxruntime-web": self.backend.pinned, "install": str(self.backend.ort_dir)},
-            "timeout_s": self.backend.config.timeout_s,
-            "client": client,
-        }
+        info = super().runtime_info()
+        info.update(runtime=self._browser_info.get("product"), browser=self._browser_info,
+                    cross_origin_isolated=self.client().get("cross_origin_isolated"))
+        return info
 
     def _close(self) -> None:
         try:

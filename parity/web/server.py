@@ -36,7 +36,6 @@ class Server:
         self.model_files = {self.model.name: self.model, **{str(e): self.model.parent / str(e) for e in external}}
         self.isolated = isolated
         self.errors: list[str] = []
-        self.served: list[str] = []
 
     def __enter__(self) -> Server:
         owner = self
@@ -53,7 +52,6 @@ class Server:
                     owner.errors.append(f"GET {self.path}: 404")
                     self._answer(404, b"not found", ".txt")
                     return
-                owner.served.append(self.path)
                 self._answer(200, path.read_bytes(), path.suffix)
 
             def do_POST(self) -> None:  # noqa: N802
