@@ -7,6 +7,7 @@ measures with `difference` and judges with `Tolerance.violations` / `Tolerance.a
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -112,6 +113,12 @@ class ToleranceSet:
         return self.per_name.get(name, self.default)
 
 
+SAMPLE = 1 << 16  # outputs up to this many elements get every statistic exactly, from the same numpy arithmetic
+PROFILE_WORST = 8  # the elements an output's profile lists, largest |d| first
+PROFILE_BINS_PER_DECADE = 4
+PROFILE_MAX_BINS = 64
+
+
 def difference(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance | None = None,
                profile: bool = False) -> dict[str, Any]:
     """Statistics of candidate - reference over the elements finite on both sides, computed in float64.
@@ -119,65 +126,112 @@ def difference(reference: np.ndarray, candidate: np.ndarray, tolerance: Toleranc
     Same shapes required. `pct_outside`, the share of elements outside atol + rtol·|reference| (non-finite ones
     always count as outside), needs a `tolerance`; without one it is None. `profile`: also the error profile
     (`error_profile`) under "profile", from the same pass.
+
+    One compiled pass over both arrays (parity.kernels), in cache-sized blocks, with no per-element copies: max,
+    mean, L2, cosine, share outside, worst element and max_rel are exact for every size. mean_rel and the medians
+    are exact for outputs up to SAMPLE elements and wherever the check judges them (`mean`: the pass divides in
+    every block; `median`: selection on the bit patterns, kernels.select); above SAMPLE elements otherwise they are the
+    mean / median over an evenly strided sample of SAMPLE elements (every k-th element, k = ceil(size / SAMPLE)).
     """
+    from parity import kernels  # numba: imported on the first comparison, not by --help
     reference, candidate = np.asarray(reference), np.asarray(candidate)
-    ref, cand, finite, diff = _float_diff(reference, candidate)
-    abs_ref = np.where(finite, np.abs(ref), 0.0)
-    # relative error over the elements whose reference value is non-zero (|d| / 0 says nothing and overflows sums)
-    nonzero = finite & (abs_ref > 0)
-    rel = diff[nonzero] / abs_ref[nonzero]
-    zero_ref_diff = bool(np.any(diff[finite & (abs_ref == 0)] > 0))
-    count = max(int(np.count_nonzero(finite)), 1)
-    ref_f, cand_f = np.where(finite, ref, 0.0).ravel(), np.where(finite, cand, 0.0).ravel()
-    ref_norm, cand_norm = float(np.linalg.norm(ref_f)), float(np.linalg.norm(cand_f))
-    l2 = float(np.linalg.norm(diff))
+    if reference.shape != candidate.shape:
+        raise ValueError(f"difference needs one shape, got {reference.shape} and {candidate.shape}")
+    check = tolerance.check if tolerance is not None else None
+    small = reference.size <= SAMPLE
+    atol, rtol = (tolerance.atol, tolerance.rtol) if tolerance is not None else (0.0, 0.0)
+    p = kernels.difference_pass(reference, candidate, atol, rtol, every_rel=small or check is Check.mean)
+    sums, counts, ref, cand = p["sums"], p["counts"], p["ref"], p["cand"]
+    n_finite, n_rel = int(counts[kernels.N_FINITE]), int(counts[kernels.N_REL])
+    max_abs = float(p["block_top"].max()) if ref.size else 0.0
+    sample = _Sample(ref, cand)
+    ref_norm, cand_norm = math.sqrt(sums[kernels.S_RR]), math.sqrt(sums[kernels.S_CC])
+    l2 = math.sqrt(sums[kernels.S_SQ])
     if ref_norm == 0.0 and cand_norm == 0.0:
         cosine = 1.0
     elif ref_norm == 0.0 or cand_norm == 0.0:
         cosine = 0.0
     else:
-        cosine = float(np.dot(ref_f, cand_f) / (ref_norm * cand_norm))
-    pct_outside = None
-    if tolerance is not None:
-        outside = (diff > tolerance.atol + tolerance.rtol * abs_ref) | ~finite
-        pct_outside = 100.0 * float(outside.sum()) / max(outside.size, 1)
-    worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
-    no_rel = float("inf") if zero_ref_diff else 0.0
+        cosine = float(sums[kernels.S_RC]) / (ref_norm * cand_norm)
+    # no relative error where no finite reference is non-zero: inf if some element there differs anyway
+    no_rel = float("inf") if n_rel == 0 and max_abs > 0 else 0.0
+    if n_rel and (small or check is Check.mean):
+        mean_rel = float(sums[kernels.S_REL] / n_rel)
+    else:
+        mean_rel = float(sample.rel.mean()) if sample.rel.size else no_rel
+    worst = _worst_index(p, reference.shape)
     return {
-        "max_abs": float(diff.max()) if diff.size else 0.0,
-        "mean_abs": float(diff.sum() / count),
-        "median_abs": float(np.median(diff[finite])) if finite.any() else 0.0,
-        "max_rel": float(rel.max()) if rel.size else no_rel,
-        "mean_rel": float(rel.mean()) if rel.size else no_rel,
-        "median_rel": float(np.median(rel)) if rel.size else no_rel,
+        "max_abs": max_abs,
+        "mean_abs": float(sums[kernels.S_ABS] / max(n_finite, 1)),
+        "median_abs": _median(sample.abs, ref, cand, n_finite, False, small or check is not Check.median),
+        "max_rel": float(sums[kernels.S_MAX_REL]) if n_rel else no_rel,
+        "mean_rel": mean_rel,
+        "median_rel": (_median(sample.rel, ref, cand, n_rel, True, small or check is not Check.median)
+                       if n_rel else no_rel),
         "l2_diff": l2,
         "l2_rel": l2 / ref_norm if ref_norm > 0 else (0.0 if l2 == 0 else float("inf")),
         "cosine": cosine,
-        "pct_outside": pct_outside,
-        "worst_index": [int(i) for i in worst],
-        "worst_reference": float(reference[worst]) if diff.size else None,
-        "worst_candidate": float(candidate[worst]) if diff.size else None,
-        "nonfinite": int(np.size(cand) - np.count_nonzero(np.isfinite(cand))),
-        "golden_nonfinite": int(np.size(ref) - np.count_nonzero(np.isfinite(ref))),
-        **({"profile": _profile(ref.ravel(), cand.ravel(), finite.ravel(), diff.ravel(), reference.shape,
-                                tolerance)} if profile else {}),
+        "pct_outside": (100.0 * float(counts[kernels.N_OUTSIDE]) / max(ref.size, 1)
+                        if tolerance is not None else None),
+        "worst_index": [int(i) for i in worst] if ref.size else [],
+        "worst_reference": float(reference[worst]) if ref.size else None,
+        "worst_candidate": float(candidate[worst]) if ref.size else None,
+        "nonfinite": int(counts[kernels.N_CAND_NONFINITE]),
+        "golden_nonfinite": int(counts[kernels.N_REF_NONFINITE]),
+        **({"profile": _profile(p, sample, reference.shape, tolerance)} if profile else {}),
     }
-
-
-PROFILE_WORST = 8  # the elements an output's profile lists, largest |d| first
-PROFILE_BINS_PER_DECADE = 4
-PROFILE_MAX_BINS = 64
 
 
 def error_profile(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance | None = None) -> dict[str, Any]:
     """Where an output's error lies, for reports a person reads: a histogram of |candidate - reference| on
     log-spaced bins (PROFILE_BINS_PER_DECADE per decade, from the smallest non-zero difference's decade to the
-    largest's; exact zeros, and non-finite elements or differences, counted apart), and the PROFILE_WORST
+    largest's), the exact zeros and the non-finite elements or differences (counted apart), and the PROFILE_WORST
     elements with the largest difference (index, golden, candidate, |d|, and the elementwise allowance
-    atol + rtol·|golden|). Float64 copies of both arrays: integers above 2**53 lose their last digits here."""
-    reference = np.asarray(reference)
-    ref, cand, finite, diff = _float_diff(reference, np.asarray(candidate))
-    return _profile(ref.ravel(), cand.ravel(), finite.ravel(), diff.ravel(), reference.shape, tolerance)
+    atol + rtol·|golden|), non-finite ones first, ties by index. Above SAMPLE elements the histogram is that of an
+    evenly strided sample of SAMPLE elements ("sample" says how many; None when every element is counted); zeros,
+    non-finite and the worst elements always cover every element. Float64 arithmetic: integers above 2**53 lose
+    their last digits here."""
+    return difference(reference, candidate, tolerance, profile=True)["profile"]
+
+
+class _Sample:
+    """Every element of a small output, or every k-th of a large one: float64 values, |d| and |d| / |r| there."""
+
+    def __init__(self, ref: np.ndarray, cand: np.ndarray) -> None:
+        self.size = ref.size
+        step = max(1, -(-ref.size // SAMPLE))
+        self.sampled = step > 1
+        self.ref, self.cand, finite, diff = _float_diff(ref[::step], cand[::step])
+        self.finite = finite & np.isfinite(diff)  # a difference of two huge finite values can overflow
+        self.abs = diff[finite]
+        nonzero = finite & (self.ref != 0)
+        self.rel = diff[nonzero] / np.abs(self.ref[nonzero])
+        self.diff = diff
+
+
+def _median(values: np.ndarray, ref: np.ndarray, cand: np.ndarray, count: int, relative: bool,
+            from_sample: bool) -> float:
+    """The median of |d| (or of |d| / |r|): numpy's on the sample, or exactly by selection over every element."""
+    from parity import kernels
+    if from_sample:
+        return float(np.median(values)) if values.size else 0.0
+    if count == 0:
+        return 0.0
+    low = kernels.select(ref, cand, (count - 1) // 2, relative)
+    high = low if count % 2 else kernels.select(ref, cand, count // 2, relative)
+    return float((low + high) / 2)
+
+
+def _worst_index(p: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The first element with the largest |d| (non-finite elements count as 0, as numpy's argmax over the masked
+    differences would): the first block holding the largest block maximum, re-read."""
+    from parity import kernels
+    if not p["ref"].size:
+        return ()
+    block = int(np.argmax(p["block_top"]))
+    ((start, ref), ), ((_, cand), ) = kernels.blocks(p["ref"], [block]), kernels.blocks(p["cand"], [block])
+    _, _, _, diff = _float_diff(ref, cand)
+    return tuple(int(i) for i in np.unravel_index(start + int(np.argmax(diff)), shape))
 
 
 def _float_diff(reference: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -190,11 +244,12 @@ def _float_diff(reference: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarra
     return ref, cand, finite, diff
 
 
-def _profile(ref: np.ndarray, cand: np.ndarray, finite: np.ndarray, diff: np.ndarray, shape: tuple[int, ...],
+def _profile(p: Mapping[str, Any], sample: _Sample, shape: tuple[int, ...],
              tolerance: Tolerance | None) -> dict[str, Any]:
-    """error_profile from flat float64 arrays (`_float_diff`)."""
-    finite = finite & np.isfinite(diff)  # a difference of two huge finite values can overflow: counted as non-finite
-    positive = diff[finite & (diff > 0)]
+    """error_profile from the pass (zeros, non-finite, the blocks that can hold the worst elements) and the sample
+    (the histogram)."""
+    from parity import kernels
+    positive = sample.diff[sample.finite & (sample.diff > 0)]
     edges: list[float] = []
     counts: list[int] = []
     if positive.size:
@@ -203,22 +258,45 @@ def _profile(ref: np.ndarray, cand: np.ndarray, finite: np.ndarray, diff: np.nda
         high = max(math.ceil(math.log10(float(positive.max()))), low + 1)
         bins = min((high - low) * PROFILE_BINS_PER_DECADE, PROFILE_MAX_BINS)
         hist, exps = np.histogram(np.clip(np.log10(positive), low, high), bins=bins, range=(low, high))
-        edges = [float(10.0 ** e) for e in exps]
+        # the top edge of differences near float64's max would be 1e309 = inf, which JSON cannot hold
+        edges = [float(10.0 ** e) if e <= 308 else sys.float_info.max for e in exps]
         counts = [int(c) for c in hist]
     worst = []
-    if diff.size:
-        k = min(PROFILE_WORST, diff.size)
-        order = np.argpartition(np.where(finite, diff, np.inf), diff.size - k)[diff.size - k:]
-        order = order[np.argsort(-np.where(finite, diff, np.inf)[order], kind="stable")]
-        for flat in order:
-            g, c = float(ref[flat]), float(cand[flat])
-            entry = {"index": [int(i) for i in np.unravel_index(int(flat), shape)], "golden": g, "candidate": c,
-                     "abs_diff": float(diff[flat]) if finite[flat] else None}
-            if tolerance is not None:
-                entry["allowed"] = tolerance.atol + tolerance.rtol * abs(g) if math.isfinite(g) else None
-            worst.append(entry)
-    return {"edges": edges, "counts": counts, "zeros": int(np.count_nonzero(finite & (diff == 0))),
-            "nonfinite": int(diff.size - np.count_nonzero(finite)), "worst": worst}
+    for flat, g, c, d in _worst_elements(p, min(PROFILE_WORST, p["ref"].size)):
+        entry = {"index": [int(i) for i in np.unravel_index(flat, shape)], "golden": g, "candidate": c,
+                 "abs_diff": d if math.isfinite(d) else None}
+        if tolerance is not None:
+            entry["allowed"] = tolerance.atol + tolerance.rtol * abs(g) if math.isfinite(g) else None
+        worst.append(entry)
+    counts_all = p["counts"]
+    return {"edges": edges, "counts": counts, "sample": SAMPLE if sample.sampled else None,
+            "zeros": int(counts_all[kernels.N_ZEROS]), "nonfinite": int(counts_all[kernels.N_INF_KEY]),
+            "worst": worst}
+
+
+def _worst_elements(p: Mapping[str, Any], k: int) -> list[tuple[int, float, float, float]]:
+    """The k elements with the largest |d| (+inf for a non-finite element or difference), ties by index, as
+    (flat index, golden, candidate, |d|): only the blocks that can hold them are re-read. Those are the first blocks
+    with non-finite elements until they hold k of them, and the first k blocks by (largest |d| descending, index):
+    an element outside both has k elements before it in the order."""
+    from parity import kernels
+    if k == 0:
+        return []
+    inf_blocks = np.flatnonzero(p["block_inf"])
+    enough = int(np.searchsorted(np.cumsum(p["block_inf"][inf_blocks]), k)) + 1
+    by_top = np.lexsort((np.arange(p["block_top"].size), -p["block_top"]))[:k]
+    chosen = np.union1d(inf_blocks[:enough], by_top)
+    flats, keys, refs, cands = [], [], [], []
+    for (start, ref), (_, cand) in zip(kernels.blocks(p["ref"], chosen), kernels.blocks(p["cand"], chosen)):
+        _, _, finite, diff = _float_diff(ref, cand)
+        finite &= np.isfinite(diff)
+        flats.append(np.arange(start, start + ref.size))
+        keys.append(np.where(finite, diff, np.inf))
+        refs.append(ref)
+        cands.append(cand)
+    flat, key, ref, cand = (np.concatenate(x) for x in (flats, keys, refs, cands))
+    order = np.lexsort((flat, -key))[:k]
+    return [(int(flat[i]), float(ref[i]), float(cand[i]), float(key[i])) for i in order]
 
 
 def grade(prob_diff_pp: float) -> str:
@@ -235,25 +313,38 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
+CLASSIFICATION_CHUNK = 1 << 20  # elements (whole rows) of each side in float64 at a time
+
+
 def classification_metrics(reference: np.ndarray, candidate: np.ndarray, kind: OutputKind) -> dict[str, Any]:
     """Top-1 agreement and probability differences (percentage points) over the last axis.
 
     The probability difference of a sample is the largest |p_ref - p_cand| over its classes;
-    `prob_diff_max_pp` / `prob_diff_mean_pp` are the max / mean of that over samples.
+    `prob_diff_max_pp` / `prob_diff_mean_pp` are the max / mean of that over samples. Rows are taken in chunks of
+    about CLASSIFICATION_CHUNK elements, so the float64 softmax never holds more than that of either side.
     """
-    ref = reference.astype(np.float64).reshape(-1, reference.shape[-1])
-    cand = candidate.astype(np.float64).reshape(-1, candidate.shape[-1])
-    if kind is OutputKind.logits:
-        ref, cand = softmax(ref), softmax(cand)
-    agree = np.argmax(ref, axis=-1) == np.argmax(cand, axis=-1)
-    per_sample = np.max(np.abs(ref - cand), axis=-1) * 100.0
-    worst = float(per_sample.max()) if per_sample.size else 0.0
+    classes = reference.shape[-1]
+    ref_rows, cand_rows = reference.reshape(-1, classes), candidate.reshape(-1, classes)
+    step = max(1, CLASSIFICATION_CHUNK // max(classes, 1))
+    agree_count = samples = 0
+    worst = total = 0.0
+    for start in range(0, ref_rows.shape[0], step):
+        ref = ref_rows[start:start + step].astype(np.float64)
+        cand = cand_rows[start:start + step].astype(np.float64)
+        if kind is OutputKind.logits:
+            ref, cand = softmax(ref), softmax(cand)
+        agree_count += int(np.count_nonzero(np.argmax(ref, axis=-1) == np.argmax(cand, axis=-1)))
+        per_sample = np.max(np.abs(ref - cand), axis=-1) * 100.0
+        samples += per_sample.size
+        if per_sample.size:
+            worst = float(np.max([worst, per_sample.max()]))  # a NaN stays NaN (and grades as a problem)
+            total += float(per_sample.sum())
     return {
-        "top1_agreement": float(agree.mean()) if agree.size else 1.0,
-        "top1_mismatches": int((~agree).sum()),
-        "samples": int(agree.size),
+        "top1_agreement": agree_count / samples if samples else 1.0,
+        "top1_mismatches": samples - agree_count,
+        "samples": samples,
         "prob_diff_max_pp": worst,
-        "prob_diff_mean_pp": float(per_sample.mean()) if per_sample.size else 0.0,
+        "prob_diff_mean_pp": total / samples if samples else 0.0,
         "grade": grade(worst),
     }
 

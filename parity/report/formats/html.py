@@ -112,7 +112,8 @@ def histogram_png(out: dict[str, Any]) -> str | None:
     ax.bar(edges[:-1], counts, width=widths, align="edge", color="#0969da", edgecolor="white", linewidth=0.4)
     ax.set_xscale("log")
     ax.set_xlabel("|candidate − golden|")
-    ax.set_ylabel("elements")
+    sample = profile.get("sample")
+    ax.set_ylabel(f"elements of a {sample}-element sample" if sample else "elements")
     if out["check"] in ("elementwise", "max", "mean", "median") and out["atol"] > 0:
         ax.axvline(out["atol"], color="#cf222e", linestyle="--", linewidth=1, label=f"atol {out['atol']:g}")
         ax.legend(loc="upper right", fontsize=8)

@@ -1,0 +1,168 @@
+"""The compiled chunked pass (parity.kernels via parity.compare.difference) against the plain numpy rule, written
+out here the way compare.py computed it before: float64 copies of both arrays, masks, np.median."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from parity import kernels
+from parity.compare import SAMPLE, Tolerance, difference, error_profile
+from parity.config import Check
+
+TOL = Tolerance(atol=1e-4, rtol=1e-3)
+
+
+@np.errstate(all="ignore")
+def plain(reference: np.ndarray, candidate: np.ndarray, tolerance: Tolerance) -> dict:
+    ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
+    finite = np.isfinite(cand) & np.isfinite(ref)
+    with np.errstate(over="ignore", invalid="ignore"):
+        diff = np.where(finite, np.abs(cand - ref), 0.0)
+    abs_ref = np.where(finite, np.abs(ref), 0.0)
+    nonzero = finite & (abs_ref > 0)
+    rel = diff[nonzero] / abs_ref[nonzero]
+    no_rel = float("inf") if np.any(diff[finite & (abs_ref == 0)] > 0) else 0.0
+    ref_f, cand_f = np.where(finite, ref, 0.0).ravel(), np.where(finite, cand, 0.0).ravel()
+    ref_norm, cand_norm, l2 = np.linalg.norm(ref_f), np.linalg.norm(cand_f), np.linalg.norm(diff)
+    if ref_norm == 0 and cand_norm == 0:
+        cosine = 1.0
+    elif ref_norm == 0 or cand_norm == 0:
+        cosine = 0.0
+    else:
+        cosine = float(np.dot(ref_f, cand_f) / (ref_norm * cand_norm))
+    outside = (diff > tolerance.atol + tolerance.rtol * abs_ref) | ~finite
+    worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
+    return {
+        "max_abs": float(diff.max()) if diff.size else 0.0,
+        "mean_abs": float(diff.sum() / max(int(finite.sum()), 1)),
+        "median_abs": float(np.median(diff[finite])) if finite.any() else 0.0,
+        "max_rel": float(rel.max()) if rel.size else no_rel,
+        "mean_rel": float(rel.mean()) if rel.size else no_rel,
+        "median_rel": float(np.median(rel)) if rel.size else no_rel,
+        "l2_diff": float(l2),
+        "l2_rel": float(l2 / ref_norm) if ref_norm > 0 else (0.0 if l2 == 0 else float("inf")),
+        "cosine": cosine,
+        "pct_outside": 100.0 * float(outside.sum()) / max(outside.size, 1),
+        "worst_index": [int(i) for i in worst],
+        "nonfinite": int(np.size(cand) - np.count_nonzero(np.isfinite(cand))),
+        "golden_nonfinite": int(np.size(ref) - np.count_nonzero(np.isfinite(ref))),
+        "zeros": int(np.count_nonzero(finite & np.isfinite(diff) & (diff == 0))),
+        "inf_key": int(diff.size - np.count_nonzero(finite & np.isfinite(diff))),
+        "key": np.where(finite & np.isfinite(diff), diff, np.inf).ravel(),
+    }
+
+
+EXACT = ("max_abs", "max_rel", "pct_outside", "worst_index", "nonfinite", "golden_nonfinite")
+SUMS = ("mean_abs", "mean_rel", "l2_diff", "l2_rel", "cosine")  # float64 sums in another order: a few ulp
+
+
+def agrees(got: dict, want: dict, sampled: bool = False) -> None:
+    """`sampled`: the output is above SAMPLE elements, where mean_rel and the medians come from the sample."""
+    for key in EXACT + (() if sampled else ("median_abs", "median_rel")):
+        assert got[key] == want[key] or (math.isnan(got[key]) and math.isnan(want[key])), key
+    for key in SUMS if not sampled else [k for k in SUMS if k != "mean_rel"]:
+        assert got[key] == pytest.approx(want[key], rel=1e-12, abs=1e-300, nan_ok=True), key
+    profile = got["profile"]
+    assert profile["zeros"] == want["zeros"] and profile["nonfinite"] == want["inf_key"]
+    # the worst elements: largest key first, ties by the lowest index
+    order = np.lexsort((np.arange(want["key"].size), -want["key"]))[:len(profile["worst"])]
+    shape = got["shape"]
+    assert [w["index"] for w in profile["worst"]] == [[int(i) for i in np.unravel_index(f, shape)] for f in order]
+
+
+def adversarial(n: int, dtype: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    if dtype == "bool":
+        return rng.random(n) < 0.5, rng.random(n) < 0.5
+    if np.dtype(dtype).kind in "iu":
+        info = np.iinfo(dtype)
+        ref = rng.integers(max(info.min, -1000), min(info.max, 1000), n).astype(dtype)
+        cand = ref.copy()
+        cand[rng.random(n) < 0.1] += 1
+        cand[:3] = (info.max, info.min, 0)
+        return ref, cand
+    finfo = np.finfo(dtype)
+    ref = rng.standard_normal(n).astype(dtype)
+    cand = (ref + rng.standard_normal(n) * 1e-3).astype(dtype)
+    picks = rng.choice(n, size=min(n, 12), replace=False)
+    # huge values: float32's and float16's largest; for float64 1e150, whose squares still sum (above ~1e154 the
+    # norms overflow, and where an overflowing sum lands depends on the order of the additions)
+    huge = 1e150 if dtype == "float64" else finfo.max
+    values = [np.nan, np.inf, -np.inf, 0.0, finfo.tiny / 4, -finfo.tiny / 8, huge, -huge]
+    for i, v in zip(picks, values):
+        (ref if i % 2 else cand)[i] = v
+    ref[picks[-4:]] = 0.0  # zero references: no relative error there
+    cand[picks[-2:]] = 0.0
+    return ref, cand
+
+
+@pytest.mark.parametrize("n, dtype", [(1, "float32"), (4095, "float32"), (4097, "float64"), (3 * 4096 + 5, "float16"),
+                                      (5000, "int64"), (4099, "uint8"), (4101, "bool")])
+def test_the_chunked_pass_matches_the_plain_rule(n: int, dtype: str) -> None:
+    for seed in range(2):
+        ref, cand = adversarial(n, dtype, seed)
+        got = difference(ref, cand, TOL, profile=True) | {"shape": ref.shape}
+        agrees(got, plain(ref, cand, TOL))
+
+
+def test_all_nan_all_equal_all_zero_and_empty() -> None:
+    for ref, cand in [(np.full(5000, np.nan, np.float32), np.zeros(5000, np.float32)),
+                      (np.ones((70, 70), np.float32), np.ones((70, 70), np.float32)),
+                      (np.zeros(4096, np.float32), np.full(4096, 1e-3, np.float32)),
+                      (np.array(2.0), np.array(2.5))]:
+        agrees(difference(ref, cand, TOL, profile=True) | {"shape": ref.shape}, plain(ref, cand, TOL))
+    empty = difference(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32), TOL, profile=True)
+    assert empty["max_abs"] == 0.0 and empty["worst_index"] == [] and empty["profile"]["worst"] == []
+
+
+def test_float64_differences_that_overflow_are_infinite_and_counted_apart() -> None:
+    ref = np.zeros(5000)
+    cand = np.zeros(5000)
+    ref[4500], cand[4500] = -1e308, 1e308  # both finite, |d| overflows to inf
+    got = difference(ref, cand, TOL, profile=True) | {"shape": ref.shape}
+    agrees(got, plain(ref, cand, TOL))
+    assert got["max_abs"] == math.inf and got["profile"]["worst"][0]["index"] == [4500]
+
+
+def test_a_large_output_is_exact_except_the_sampled_statistics() -> None:
+    rng = np.random.default_rng(7)
+    n = 4 * SAMPLE + 4097
+    ref = rng.standard_normal(n).astype(np.float32)
+    cand = ref + (rng.standard_normal(n) * 10.0 ** rng.uniform(-7, -2, n)).astype(np.float32)
+    cand[123_457] = np.nan
+    want = plain(ref, cand, TOL)
+    got = difference(ref, cand, TOL, profile=True) | {"shape": ref.shape}
+    agrees(got, want, sampled=True)
+    profile = got["profile"]
+    assert profile["sample"] == SAMPLE and sum(profile["counts"]) <= SAMPLE
+    # the sample's medians: within a few percent of the exact ones on this smooth error distribution
+    assert got["median_abs"] == pytest.approx(want["median_abs"], rel=0.05)
+    assert got["mean_rel"] == pytest.approx(want["mean_rel"], rel=0.2)
+    # where the verdict is the median (or the mean), it is exact
+    exact = difference(ref, cand, Tolerance(atol=1e-4, rtol=1e-3, check=Check.median))
+    assert exact["median_abs"] == want["median_abs"] and exact["median_rel"] == want["median_rel"]
+    mean = difference(ref, cand, Tolerance(atol=1e-4, rtol=1e-3, check=Check.mean))
+    assert mean["mean_rel"] == pytest.approx(want["mean_rel"], rel=1e-12)
+
+
+def test_selection_finds_every_rank_exactly() -> None:
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal(3001).astype(np.float32)
+    cand = ref + rng.standard_normal(3001).astype(np.float32) * 1e-4
+    cand[::7] = ref[::7]  # ties at zero
+    diff = np.sort(np.abs(cand.astype(np.float64) - ref))
+    for rank in (0, 1, 428, 1500, 3000):
+        assert kernels.select(ref, cand, rank) == diff[rank]
+    with pytest.raises(ValueError, match="beyond"):
+        kernels.select(ref, cand, 3001)
+
+
+def test_the_error_profile_of_a_small_output_is_unchanged_by_sampling() -> None:
+    rng = np.random.default_rng(2)
+    ref = rng.standard_normal(SAMPLE).astype(np.float32)
+    cand = ref + rng.standard_normal(SAMPLE).astype(np.float32) * 1e-3
+    profile = error_profile(ref, cand, TOL)
+    assert profile["sample"] is None and sum(profile["counts"]) + profile["zeros"] == SAMPLE
