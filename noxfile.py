@@ -22,6 +22,8 @@ COMMON = [
     "hydra-core==1.3.8",
     "omegaconf==2.3.1",  # hydra-core 1.3.8 needs omegaconf < 2.4
     "numpy==2.4.6",
+    "numba==0.68.1",  # parity.kernels: the comparison's compiled pass
+    "llvmlite==0.50.0",
     "jsonschema==4.26.0",
     "tabulate==0.10.0",
     "pytest==9.2.0",

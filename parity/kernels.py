@@ -147,7 +147,8 @@ def _block_masked(ref: Any, cand: Any, atol: float, rtol: float) -> Any:
         zeros += d == 0.0
         inf_key += not np.isfinite(d)
         top = max(top, _bits(d))
-    return s_abs, s_sq, s_rr, s_cc, s_rc, s_rel, n_finite, outside, n_rel, ref_bad, cand_bad, zeros, inf_key, top, rel_top
+    return (s_abs, s_sq, s_rr, s_cc, s_rc, s_rel, n_finite, outside, n_rel, ref_bad, cand_bad, zeros, inf_key, top,
+            rel_top)
 
 
 @njit(**_JIT)
