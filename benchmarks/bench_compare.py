@@ -1,5 +1,6 @@
 """The comparison's speed and memory: parity.compare.compare_output against `np.abs(a - b).max()`, Polygraphy's
-comparator and the plain numpy implementation parity used before the compiled pass, on the same arrays.
+comparator and the plain numpy implementation parity used before the compiled pass (tests/test_compare_chunked.py's
+`plain`, the reference the pass is tested against), on the same arrays.
 
 Each contender runs in its own child process pinned to one CPU (os.sched_setaffinity), on two float32 arrays of
 `--mib` MiB each (default 128: 32 Mi elements, golden and candidate = golden + 1e-5-scale noise), after one
@@ -41,22 +42,6 @@ def _arrays(elements: int) -> tuple[np.ndarray, np.ndarray]:
     return golden, candidate
 
 
-def _plain(reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
-    """parity.compare.difference as it was before the compiled pass: float64 copies and masks of whole arrays."""
-    ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
-    finite = np.isfinite(cand) & np.isfinite(ref)
-    diff = np.where(finite, np.abs(cand - ref), 0.0)
-    abs_ref = np.where(finite, np.abs(ref), 0.0)
-    nonzero = finite & (abs_ref > 0)
-    rel = diff[nonzero] / abs_ref[nonzero]
-    ref_f, cand_f = np.where(finite, ref, 0.0).ravel(), np.where(finite, cand, 0.0).ravel()
-    outside = (diff > atol + rtol * abs_ref) | ~finite
-    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "median_abs": float(np.median(diff)),
-            "max_rel": float(rel.max()), "mean_rel": float(rel.mean()), "median_rel": float(np.median(rel)),
-            "l2": float(np.linalg.norm(diff)), "cosine": float(np.dot(ref_f, cand_f)),
-            "pct_outside": float(outside.mean()), "worst": int(np.argmax(diff))}
-
-
 def _contender(name: str) -> Callable[[np.ndarray, np.ndarray], Any]:
     if name == "parity":
         from parity.compare import Tolerance, compare_output
@@ -70,7 +55,11 @@ def _contender(name: str) -> Callable[[np.ndarray, np.ndarray], Any]:
         return lambda a, b: compare(IterationResult({"y": a}, runner_name="golden"),
                                     IterationResult({"y": b}, runner_name="candidate"))
     if name == "plain_numpy":
-        return lambda a, b: _plain(a, b, 1e-4, 1e-3)
+        sys.path.insert(0, str(ROOT))
+        from parity.compare import Tolerance
+        from tests.test_compare_chunked import plain
+        tol = Tolerance(atol=1e-4, rtol=1e-3)
+        return lambda a, b: plain(a, b, tol)
     raise ValueError(name)
 
 

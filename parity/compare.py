@@ -138,9 +138,11 @@ def difference(reference: np.ndarray, candidate: np.ndarray, tolerance: Toleranc
     if reference.shape != candidate.shape:
         raise ValueError(f"difference needs one shape, got {reference.shape} and {candidate.shape}")
     check = tolerance.check if tolerance is not None else None
-    small = reference.size <= SAMPLE
+    small = reference.size <= SAMPLE  # the sample is every element
+    exact_mean_rel = small or check is Check.mean
+    median_from_sample = small or check is not Check.median
     atol, rtol = (tolerance.atol, tolerance.rtol) if tolerance is not None else (0.0, 0.0)
-    p = kernels.difference_pass(reference, candidate, atol, rtol, every_rel=small or check is Check.mean)
+    p = kernels.difference_pass(reference, candidate, atol, rtol, every_rel=exact_mean_rel)
     sums, counts, ref, cand = p["sums"], p["counts"], p["ref"], p["cand"]
     n_finite, n_rel = int(counts[kernels.N_FINITE]), int(counts[kernels.N_REL])
     max_abs = float(p["block_top"].max()) if ref.size else 0.0
@@ -155,7 +157,7 @@ def difference(reference: np.ndarray, candidate: np.ndarray, tolerance: Toleranc
         cosine = float(sums[kernels.S_RC]) / (ref_norm * cand_norm)
     # no relative error where no finite reference is non-zero: inf if some element there differs anyway
     no_rel = float("inf") if n_rel == 0 and max_abs > 0 else 0.0
-    if n_rel and (small or check is Check.mean):
+    if n_rel and exact_mean_rel:
         mean_rel = float(sums[kernels.S_REL] / n_rel)
     else:
         mean_rel = float(sample.rel.mean()) if sample.rel.size else no_rel
@@ -163,11 +165,10 @@ def difference(reference: np.ndarray, candidate: np.ndarray, tolerance: Toleranc
     return {
         "max_abs": max_abs,
         "mean_abs": float(sums[kernels.S_ABS] / max(n_finite, 1)),
-        "median_abs": _median(sample.abs, ref, cand, n_finite, False, small or check is not Check.median),
+        "median_abs": _median(sample.abs, ref, cand, n_finite, False, median_from_sample),
         "max_rel": float(sums[kernels.S_MAX_REL]) if n_rel else no_rel,
         "mean_rel": mean_rel,
-        "median_rel": (_median(sample.rel, ref, cand, n_rel, True, small or check is not Check.median)
-                       if n_rel else no_rel),
+        "median_rel": _median(sample.rel, ref, cand, n_rel, True, median_from_sample) if n_rel else no_rel,
         "l2_diff": l2,
         "l2_rel": l2 / ref_norm if ref_norm > 0 else (0.0 if l2 == 0 else float("inf")),
         "cosine": cosine,
@@ -228,8 +229,7 @@ def _worst_index(p: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[int, ...
     from parity import kernels
     if not p["ref"].size:
         return ()
-    block = int(np.argmax(p["block_top"]))
-    ((start, ref), ), ((_, cand), ) = kernels.blocks(p["ref"], [block]), kernels.blocks(p["cand"], [block])
+    ((start, ref, cand), ) = kernels.blocks(p["ref"], p["cand"], [int(np.argmax(p["block_top"]))])
     _, _, _, diff = _float_diff(ref, cand)
     return tuple(int(i) for i in np.unravel_index(start + int(np.argmax(diff)), shape))
 
@@ -287,7 +287,7 @@ def _worst_elements(p: Mapping[str, Any], k: int) -> list[tuple[int, float, floa
     by_top = np.lexsort((np.arange(p["block_top"].size), -p["block_top"]))[:k]
     chosen = np.union1d(inf_blocks[:enough], by_top)
     flats, keys, refs, cands = [], [], [], []
-    for (start, ref), (_, cand) in zip(kernels.blocks(p["ref"], chosen), kernels.blocks(p["cand"], chosen)):
+    for start, ref, cand in kernels.blocks(p["ref"], p["cand"], chosen):
         _, _, finite, diff = _float_diff(ref, cand)
         finite &= np.isfinite(diff)
         flats.append(np.arange(start, start + ref.size))

@@ -36,7 +36,7 @@ CHUNK = 256 * BLOCK  # elements widened at a time for dtypes numba cannot read
 # reassociation lets the float64 sums run in SIMD lanes; no nnan/ninf: the masks must see NaN and Inf as they are
 _FAST = {"reassoc", "contract", "nsz"}
 _JIT = {"cache": True, "nogil": True, "fastmath": _FAST, "error_model": "numpy", "boundscheck": False}
-_NATIVE = frozenset("?bBhHiIlLqQefd") - {"e"}  # numpy type chars numba reads (float16 'e' it cannot)
+_NATIVE = frozenset("?bBhHiIlLqQfd")  # numpy type chars numba reads (not float16, 'e')
 
 # accumulator slots
 S_ABS, S_SQ, S_RR, S_CC, S_RC, S_REL, S_MAX_REL = range(7)
@@ -158,9 +158,6 @@ def _pass(ref: Any, cand: Any, atol: float, rtol: float, every_rel: bool, first_
     sums[S_MAX_REL] holds the largest relative error so far; `every_rel`: sum every relative error (S_REL), else
     divide only in the blocks that may raise the largest."""
     n = ref.size
-    t_abs = t_sq = t_rr = t_cc = t_rc = t_rel = 0.0
-    max_rel = sums[S_MAX_REL]
-    n_finite = n_outside = n_nonzero = n_zeros = 0
     for b in range((n + BLOCK - 1) // BLOCK):
         start = b * BLOCK
         stop = min(n, start + BLOCK)
@@ -171,51 +168,29 @@ def _pass(ref: Any, cand: Any, atol: float, rtol: float, every_rel: bool, first_
         # every sum does not vectorise); the sums of squares are finite exactly when every value is
         rr, cc, rc = _products(r, c)
         if np.isfinite(rr) and np.isfinite(cc):
-            floor = max_rel * (1.0 - 4.0 * EPS)  # never above the true product: no larger quotient missed
+            floor = sums[S_MAX_REL] * (1.0 - 4.0 * EPS)  # never above the true product: no larger quotient missed
             s_abs, s_sq, outside, zeros, top, n_rel, hits = _abs_sums(r, c, atol, rtol, floor)
-            if hits or every_rel:
-                s_rel, rel_top = _relative(r, c)
-                t_rel += s_rel
-                max_rel = max(max_rel, rel_top)
-            t_abs += s_abs
-            t_sq += s_sq
-            t_rr += rr
-            t_cc += cc
-            t_rc += rc
-            n_finite += stop - start
-            n_outside += outside
-            n_nonzero += n_rel
-            n_zeros += zeros
-            block_top[k] = top
-            continue
-        m = _block_masked(r, c, atol, rtol)
-        sums[S_ABS] += m[0]
-        sums[S_SQ] += m[1]
-        sums[S_RR] += m[2]
-        sums[S_CC] += m[3]
-        sums[S_RC] += m[4]
-        sums[S_REL] += m[5]
-        max_rel = max(max_rel, m[14])
-        counts[N_FINITE] += m[6]
-        counts[N_OUTSIDE] += m[7]
-        counts[N_REL] += m[8]
-        counts[N_REF_NONFINITE] += m[9]
-        counts[N_CAND_NONFINITE] += m[10]
-        counts[N_ZEROS] += m[11]
-        counts[N_INF_KEY] += m[12]
-        block_inf[k] = m[12]
-        block_top[k] = m[13]
-    sums[S_ABS] += t_abs
-    sums[S_SQ] += t_sq
-    sums[S_RR] += t_rr
-    sums[S_CC] += t_cc
-    sums[S_RC] += t_rc
-    sums[S_REL] += t_rel
-    sums[S_MAX_REL] = max_rel
-    counts[N_FINITE] += n_finite
-    counts[N_OUTSIDE] += n_outside
-    counts[N_REL] += n_nonzero
-    counts[N_ZEROS] += n_zeros
+            s_rel, rel_top = _relative(r, c) if hits or every_rel else (0.0, 0.0)
+            n_finite, ref_bad, cand_bad, inf_key = stop - start, 0, 0, 0
+        else:
+            (s_abs, s_sq, rr, cc, rc, s_rel, n_finite, outside, n_rel, ref_bad, cand_bad, zeros, inf_key, top,
+             rel_top) = _block_masked(r, c, atol, rtol)
+        sums[S_ABS] += s_abs
+        sums[S_SQ] += s_sq
+        sums[S_RR] += rr
+        sums[S_CC] += cc
+        sums[S_RC] += rc
+        sums[S_REL] += s_rel
+        sums[S_MAX_REL] = max(sums[S_MAX_REL], rel_top)
+        counts[N_FINITE] += n_finite
+        counts[N_OUTSIDE] += outside
+        counts[N_REL] += n_rel
+        counts[N_REF_NONFINITE] += ref_bad
+        counts[N_CAND_NONFINITE] += cand_bad
+        counts[N_ZEROS] += zeros
+        counts[N_INF_KEY] += inf_key
+        block_inf[k] = inf_key
+        block_top[k] = top
 
 
 def _flat(array: np.ndarray) -> np.ndarray:
@@ -251,11 +226,11 @@ def difference_pass(reference: np.ndarray, candidate: np.ndarray, atol: float, r
             "block_inf": block_inf}
 
 
-def blocks(flat: np.ndarray, indices: Any) -> Any:
-    """(first element, float64 values) of the given blocks of a flat array, one at a time."""
+def blocks(ref: np.ndarray, cand: np.ndarray, indices: Any) -> Any:
+    """(first element, golden, candidate) of the given blocks of two flat arrays, in float64, one at a time."""
     for b in indices:
-        start = int(b) * BLOCK
-        yield start, flat[start:start + BLOCK].astype(np.float64)
+        part = slice(int(b) * BLOCK, (int(b) + 1) * BLOCK)
+        yield part.start, ref[part].astype(np.float64), cand[part].astype(np.float64)
 
 
 @njit(**_JIT)
