@@ -113,7 +113,12 @@ class ToleranceSet:
         return self.per_name.get(name, self.default)
 
 
-SAMPLE = 1 << 16  # outputs up to this many elements get every statistic exactly, from the same numpy arithmetic
+SAMPLE = 1 << 16  # outputs up to this many elements get every statistic exactly (above: see difference)
+COMPILED_ABOVE = SAMPLE  # outputs above this many elements take the compiled pass (numba's start-up costs ~0.5 s)
+BLOCK = 4096  # elements per block of the pass: 2 × 4096 float64 values stay in L1/L2 while a block is summed
+# slots of the pass's accumulators (parity.kernels.difference_pass and numpy_pass)
+S_ABS, S_SQ, S_RR, S_CC, S_RC, S_REL, S_MAX_REL = range(7)
+N_FINITE, N_OUTSIDE, N_REL, N_REF_NONFINITE, N_CAND_NONFINITE, N_ZEROS, N_INF_KEY = range(7)
 PROFILE_WORST = 8  # the elements an output's profile lists, largest |d| first
 PROFILE_BINS_PER_DECADE = 4
 PROFILE_MAX_BINS = 64
@@ -127,13 +132,13 @@ def difference(reference: np.ndarray, candidate: np.ndarray, tolerance: Toleranc
     always count as outside), needs a `tolerance`; without one it is None. `profile`: also the error profile
     (`error_profile`) under "profile", from the same pass.
 
-    One compiled pass over both arrays (parity.kernels), in cache-sized blocks, with no per-element copies: max,
+    Above COMPILED_ABOVE elements one compiled pass over both arrays (parity.kernels), in cache-sized blocks, with
+    no per-element copies (below, the same sums from numpy arrays: `numpy_pass`): max,
     mean, L2, cosine, share outside, worst element and max_rel are exact for every size. mean_rel and the medians
     are exact for outputs up to SAMPLE elements and wherever the check judges them (`mean`: the pass divides in
     every block; `median`: selection on the bit patterns, kernels.select); above SAMPLE elements otherwise they are the
     mean / median over an evenly strided sample of SAMPLE elements (every k-th element, k = ceil(size / SAMPLE)).
     """
-    from parity import kernels  # numba: imported on the first comparison, not by --help
     reference, candidate = np.asarray(reference), np.asarray(candidate)
     if reference.shape != candidate.shape:
         raise ValueError(f"difference needs one shape, got {reference.shape} and {candidate.shape}")
@@ -142,43 +147,47 @@ def difference(reference: np.ndarray, candidate: np.ndarray, tolerance: Toleranc
     exact_mean_rel = small or check is Check.mean
     median_from_sample = small or check is not Check.median
     atol, rtol = (tolerance.atol, tolerance.rtol) if tolerance is not None else (0.0, 0.0)
-    p = kernels.difference_pass(reference, candidate, atol, rtol, every_rel=exact_mean_rel)
+    if reference.size > COMPILED_ABOVE:
+        from parity import kernels  # numba: imported for the first large output only (not by --help)
+        p = kernels.difference_pass(reference, candidate, atol, rtol, every_rel=exact_mean_rel)
+    else:
+        p = numpy_pass(reference, candidate, atol, rtol)
     sums, counts, ref, cand = p["sums"], p["counts"], p["ref"], p["cand"]
-    n_finite, n_rel = int(counts[kernels.N_FINITE]), int(counts[kernels.N_REL])
+    n_finite, n_rel = int(counts[N_FINITE]), int(counts[N_REL])
     max_abs = float(p["block_top"].max()) if ref.size else 0.0
     sample = _Sample(ref, cand)
-    ref_norm, cand_norm = math.sqrt(sums[kernels.S_RR]), math.sqrt(sums[kernels.S_CC])
-    l2 = math.sqrt(sums[kernels.S_SQ])
+    ref_norm, cand_norm = math.sqrt(sums[S_RR]), math.sqrt(sums[S_CC])
+    l2 = math.sqrt(sums[S_SQ])
     if ref_norm == 0.0 and cand_norm == 0.0:
         cosine = 1.0
     elif ref_norm == 0.0 or cand_norm == 0.0:
         cosine = 0.0
     else:
-        cosine = float(sums[kernels.S_RC]) / (ref_norm * cand_norm)
+        cosine = float(sums[S_RC]) / (ref_norm * cand_norm)
     # no relative error where no finite reference is non-zero: inf if some element there differs anyway
     no_rel = float("inf") if n_rel == 0 and max_abs > 0 else 0.0
     if n_rel and exact_mean_rel:
-        mean_rel = float(sums[kernels.S_REL] / n_rel)
+        mean_rel = float(sums[S_REL] / n_rel)
     else:
         mean_rel = float(sample.rel.mean()) if sample.rel.size else no_rel
     worst = _worst_index(p, reference.shape)
     return {
         "max_abs": max_abs,
-        "mean_abs": float(sums[kernels.S_ABS] / max(n_finite, 1)),
+        "mean_abs": float(sums[S_ABS] / max(n_finite, 1)),
         "median_abs": _median(sample.abs, ref, cand, n_finite, False, median_from_sample),
-        "max_rel": float(sums[kernels.S_MAX_REL]) if n_rel else no_rel,
+        "max_rel": float(sums[S_MAX_REL]) if n_rel else no_rel,
         "mean_rel": mean_rel,
         "median_rel": _median(sample.rel, ref, cand, n_rel, True, median_from_sample) if n_rel else no_rel,
         "l2_diff": l2,
         "l2_rel": l2 / ref_norm if ref_norm > 0 else (0.0 if l2 == 0 else float("inf")),
         "cosine": cosine,
-        "pct_outside": (100.0 * float(counts[kernels.N_OUTSIDE]) / max(ref.size, 1)
+        "pct_outside": (100.0 * float(counts[N_OUTSIDE]) / max(ref.size, 1)
                         if tolerance is not None else None),
         "worst_index": [int(i) for i in worst] if ref.size else [],
         "worst_reference": float(reference[worst]) if ref.size else None,
         "worst_candidate": float(candidate[worst]) if ref.size else None,
-        "nonfinite": int(counts[kernels.N_CAND_NONFINITE]),
-        "golden_nonfinite": int(counts[kernels.N_REF_NONFINITE]),
+        "nonfinite": int(counts[N_CAND_NONFINITE]),
+        "golden_nonfinite": int(counts[N_REF_NONFINITE]),
         **({"profile": _profile(p, sample, reference.shape, tolerance)} if profile else {}),
     }
 
@@ -213,11 +222,11 @@ class _Sample:
 def _median(values: np.ndarray, ref: np.ndarray, cand: np.ndarray, count: int, relative: bool,
             from_sample: bool) -> float:
     """The median of |d| (or of |d| / |r|): numpy's on the sample, or exactly by selection over every element."""
-    from parity import kernels
     if from_sample:
         return float(np.median(values)) if values.size else 0.0
     if count == 0:
         return 0.0
+    from parity import kernels
     low = kernels.select(ref, cand, (count - 1) // 2, relative)
     high = low if count % 2 else kernels.select(ref, cand, count // 2, relative)
     return float((low + high) / 2)
@@ -226,12 +235,39 @@ def _median(values: np.ndarray, ref: np.ndarray, cand: np.ndarray, count: int, r
 def _worst_index(p: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[int, ...]:
     """The first element with the largest |d| (non-finite elements count as 0, as numpy's argmax over the masked
     differences would): the first block holding the largest block maximum, re-read."""
-    from parity import kernels
     if not p["ref"].size:
         return ()
-    ((start, ref, cand), ) = kernels.blocks(p["ref"], p["cand"], [int(np.argmax(p["block_top"]))])
+    ((start, ref, cand), ) = _blocks(p["ref"], p["cand"], [int(np.argmax(p["block_top"]))])
     _, _, _, diff = _float_diff(ref, cand)
     return tuple(int(i) for i in np.unravel_index(start + int(np.argmax(diff)), shape))
+
+
+def numpy_pass(reference: np.ndarray, candidate: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
+    """kernels.difference_pass's result from float64 numpy arrays of the whole output (for small outputs, where
+    numba's start-up would cost more than the comparison), every relative error summed."""
+    ref, cand = reference.reshape(-1), candidate.reshape(-1)
+    r, c, finite, diff = _float_diff(ref, cand)
+    abs_ref = np.where(finite, np.abs(r), 0.0)
+    nonzero = finite & (abs_ref > 0)
+    rel = diff[nonzero] / abs_ref[nonzero]
+    r0, c0 = np.where(finite, r, 0.0), np.where(finite, c, 0.0)
+    inf_key = ~(finite & np.isfinite(diff))  # non-finite, or a float64 difference that overflows
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums = np.array([diff.sum(), diff @ diff, r0 @ r0, c0 @ c0, r0 @ c0, rel.sum(), rel.max() if rel.size else 0])
+    counts = np.array([finite.sum(), ((diff > atol + rtol * abs_ref) | ~finite).sum(), nonzero.sum(),
+                       (~np.isfinite(r)).sum(), (~np.isfinite(c)).sum(), (finite & (diff == 0)).sum(), inf_key.sum()])
+    blocks = -(-ref.size // BLOCK)
+    pad = (0, blocks * BLOCK - ref.size)
+    return {"ref": ref, "cand": cand, "sums": sums, "counts": counts,
+            "block_top": np.pad(diff, pad).reshape(blocks, BLOCK).max(axis=1, initial=0.0),
+            "block_inf": np.pad(inf_key, pad).reshape(blocks, BLOCK).sum(axis=1)}
+
+
+def _blocks(ref: np.ndarray, cand: np.ndarray, indices: Any) -> Any:
+    """(first element, golden, candidate) of the given blocks of two flat arrays, in float64, one at a time."""
+    for b in indices:
+        part = slice(int(b) * BLOCK, (int(b) + 1) * BLOCK)
+        yield part.start, ref[part].astype(np.float64), cand[part].astype(np.float64)
 
 
 def _float_diff(reference: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -248,7 +284,6 @@ def _profile(p: Mapping[str, Any], sample: _Sample, shape: tuple[int, ...],
              tolerance: Tolerance | None) -> dict[str, Any]:
     """error_profile from the pass (zeros, non-finite, the blocks that can hold the worst elements) and the sample
     (the histogram)."""
-    from parity import kernels
     positive = sample.diff[sample.finite & (sample.diff > 0)]
     edges: list[float] = []
     counts: list[int] = []
@@ -270,7 +305,7 @@ def _profile(p: Mapping[str, Any], sample: _Sample, shape: tuple[int, ...],
         worst.append(entry)
     counts_all = p["counts"]
     return {"edges": edges, "counts": counts, "sample": SAMPLE if sample.sampled else None,
-            "zeros": int(counts_all[kernels.N_ZEROS]), "nonfinite": int(counts_all[kernels.N_INF_KEY]),
+            "zeros": int(counts_all[N_ZEROS]), "nonfinite": int(counts_all[N_INF_KEY]),
             "worst": worst}
 
 
@@ -279,7 +314,6 @@ def _worst_elements(p: Mapping[str, Any], k: int) -> list[tuple[int, float, floa
     (flat index, golden, candidate, |d|): only the blocks that can hold them are re-read. Those are the first blocks
     with non-finite elements until they hold k of them, and the first k blocks by (largest |d| descending, index):
     an element outside both has k elements before it in the order."""
-    from parity import kernels
     if k == 0:
         return []
     inf_blocks = np.flatnonzero(p["block_inf"])
@@ -287,7 +321,7 @@ def _worst_elements(p: Mapping[str, Any], k: int) -> list[tuple[int, float, floa
     by_top = np.lexsort((np.arange(p["block_top"].size), -p["block_top"]))[:k]
     chosen = np.union1d(inf_blocks[:enough], by_top)
     flats, keys, refs, cands = [], [], [], []
-    for start, ref, cand in kernels.blocks(p["ref"], p["cand"], chosen):
+    for start, ref, cand in _blocks(p["ref"], p["cand"], chosen):
         _, _, finite, diff = _float_diff(ref, cand)
         finite &= np.isfinite(diff)
         flats.append(np.arange(start, start + ref.size))

@@ -1,10 +1,11 @@
-"""The compiled single pass behind `parity.compare.difference` (numba), and exact order statistics by selection.
+"""The compiled single pass behind `parity.compare.difference` for outputs above compare.COMPILED_ABOVE elements
+(numba; smaller ones take compare.numpy_pass), and exact order statistics by selection.
 
-`difference_pass(reference, candidate, atol, rtol)` reads both arrays once, in blocks of BLOCK elements that stay in
-the CPU's cache, and returns the sums, counts and extremes every difference statistic is made of, plus the largest
-|d| of each block and how many elements of each block are non-finite: the worst element and the profile's worst
-elements are then found by re-reading only the blocks that can hold them. Nothing is allocated per element: the
-extra memory is 16 bytes per block (1/256 of a float32 output).
+`difference_pass(reference, candidate, atol, rtol)` reads both arrays once, in blocks of compare.BLOCK elements
+that stay in the CPU's cache, and returns the sums, counts and extremes every difference statistic is made of, plus
+the largest |d| of each block and how many elements of each block are non-finite: the worst element and the
+profile's worst elements are then found by re-reading only the blocks that can hold them. Nothing is allocated
+per element: the extra memory is 16 bytes per block (1/256 of a float32 output).
 
 Arithmetic is float64 throughout, as numpy's would be: each element is widened to float64, |c - r|, |r|, the
 relative error |c - r| / |r| and the elementwise rule atol + rtol·|r| are computed exactly as the plain numpy
@@ -31,17 +32,16 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
-BLOCK = 4096  # elements per block: 2 × 4096 float64 values stay in L1/L2 while a block is summed
+from parity.compare import (BLOCK, N_CAND_NONFINITE, N_FINITE, N_INF_KEY, N_OUTSIDE, N_REF_NONFINITE, N_REL,
+                            N_ZEROS, S_ABS, S_CC, S_MAX_REL, S_RC, S_REL, S_RR, S_SQ)
+
 CHUNK = 256 * BLOCK  # elements widened at a time for dtypes numba cannot read
 # reassociation lets the float64 sums run in SIMD lanes; no nnan/ninf: the masks must see NaN and Inf as they are
 _FAST = {"reassoc", "contract", "nsz"}
 _JIT = {"cache": True, "nogil": True, "fastmath": _FAST, "error_model": "numpy", "boundscheck": False}
 _NATIVE = frozenset("?bBhHiIlLqQfd")  # numpy type chars numba reads (not float16, 'e')
 
-# accumulator slots
-S_ABS, S_SQ, S_RR, S_CC, S_RC, S_REL, S_MAX_REL = range(7)
 EPS = float(np.finfo(np.float64).eps)
-N_FINITE, N_OUTSIDE, N_REL, N_REF_NONFINITE, N_CAND_NONFINITE, N_ZEROS, N_INF_KEY = range(7)
 
 
 @intrinsic
@@ -224,13 +224,6 @@ def difference_pass(reference: np.ndarray, candidate: np.ndarray, atol: float, r
         _pass(r, c, float(atol), float(rtol), every_rel, first, sums, counts, block_top, block_inf)
     return {"ref": ref, "cand": cand, "sums": sums, "counts": counts, "block_top": block_top.view(np.float64),
             "block_inf": block_inf}
-
-
-def blocks(ref: np.ndarray, cand: np.ndarray, indices: Any) -> Any:
-    """(first element, golden, candidate) of the given blocks of two flat arrays, in float64, one at a time."""
-    for b in indices:
-        part = slice(int(b) * BLOCK, (int(b) + 1) * BLOCK)
-        yield part.start, ref[part].astype(np.float64), cand[part].astype(np.float64)
 
 
 @njit(**_JIT)

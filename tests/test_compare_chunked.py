@@ -1,5 +1,6 @@
-"""The compiled chunked pass (parity.kernels via parity.compare.difference) against the plain numpy rule, written
-out here the way compare.py computed it before: float64 copies of both arrays, masks, np.median."""
+"""Both passes behind parity.compare.difference (the compiled one of parity.kernels, above COMPILED_ABOVE elements,
+and numpy_pass below) against the plain numpy rule, written out here the way compare.py computed it before: float64
+copies of both arrays, masks, np.median."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from parity import kernels
+from parity import compare, kernels
 from parity.compare import SAMPLE, Tolerance, difference, error_profile
 from parity.config import Check
 
@@ -73,6 +74,14 @@ def agrees(got: dict, want: dict, sampled: bool = False) -> None:
     assert [w["index"] for w in profile["worst"]] == [[int(i) for i in np.unravel_index(f, shape)] for f in order]
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def which_pass(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every small output through the compiled pass too (it takes outputs above COMPILED_ABOVE elements)."""
+    if request.param == "compiled":
+        monkeypatch.setattr(compare, "COMPILED_ABOVE", 0)
+    return request.param
+
+
 def adversarial(n: int, dtype: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     if dtype == "bool":
@@ -101,14 +110,14 @@ def adversarial(n: int, dtype: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("n, dtype", [(1, "float32"), (4095, "float32"), (4097, "float64"), (3 * 4096 + 5, "float16"),
                                       (5000, "int64"), (4099, "uint8"), (4101, "bool")])
-def test_the_chunked_pass_matches_the_plain_rule(n: int, dtype: str) -> None:
+def test_both_passes_match_the_plain_rule(n: int, dtype: str, which_pass: str) -> None:
     for seed in range(2):
         ref, cand = adversarial(n, dtype, seed)
         got = difference(ref, cand, TOL, profile=True) | {"shape": ref.shape}
         agrees(got, plain(ref, cand, TOL))
 
 
-def test_all_nan_all_equal_all_zero_and_empty() -> None:
+def test_all_nan_all_equal_all_zero_and_empty(which_pass: str) -> None:
     for ref, cand in [(np.full(5000, np.nan, np.float32), np.zeros(5000, np.float32)),
                       (np.ones((70, 70), np.float32), np.ones((70, 70), np.float32)),
                       (np.zeros(4096, np.float32), np.full(4096, 1e-3, np.float32)),
@@ -118,7 +127,7 @@ def test_all_nan_all_equal_all_zero_and_empty() -> None:
     assert empty["max_abs"] == 0.0 and empty["worst_index"] == [] and empty["profile"]["worst"] == []
 
 
-def test_float64_differences_that_overflow_are_infinite_and_counted_apart() -> None:
+def test_float64_differences_that_overflow_are_infinite_and_counted_apart(which_pass: str) -> None:
     ref = np.zeros(5000)
     cand = np.zeros(5000)
     ref[4500], cand[4500] = -1e308, 1e308  # both finite, |d| overflows to inf
