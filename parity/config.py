@@ -343,6 +343,16 @@ class ChecksConfig:
 
 
 @dataclass
+class ExportCacheConfig:
+    """The export cache (parity/export_cache.py): exported and transformed artifacts shared by jobs, found by
+    the SHA-256 of what made them."""
+
+    enabled: bool = True
+    dir: Optional[str] = None  # None: $PARITY_EXPORT_CACHE, else $PARITY_CACHE/exports, else ~/.cache/parity/exports
+    max_gb: Optional[float] = 20.0  # least recently used entries are removed beyond this (None: no limit)
+
+
+@dataclass
 class ParityConfig:
     """The top-level config; group options are typed by their own base_* schemas."""
 
@@ -360,6 +370,7 @@ class ParityConfig:
     bench: BenchConfig = field(default_factory=BenchConfig)
     golden: GoldenConfig = field(default_factory=GoldenConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    export_cache: ExportCacheConfig = field(default_factory=ExportCacheConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     compare_preprocess: ComparePreprocessConfig = field(default_factory=ComparePreprocessConfig)
     # `import`: ImportConfig, attached by base_config() (a field cannot be named after a keyword)

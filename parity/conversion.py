@@ -4,6 +4,7 @@ what each declares, and the one artifact cache (export, then transform) shared b
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from parity import __version__, plugins, progress
 from parity import inputs as inputs_mod
-from parity import plugins, progress
 from parity.artifact import Artifact
 from parity.errors import ConfigError, one_line
+from parity.export_cache import digest
 from parity.frameworks import framework_names
 from parity.frameworks.base import Framework
 from parity.plan import JobPlan
@@ -89,6 +91,67 @@ def _kind(kind: str) -> str:
     return "ONNX" if kind == "onnx" else kind
 
 
+def export_store(plan: JobPlan) -> Any:
+    """The export cache the plan asks for (parity.export_cache), or None (export_cache.enabled=false)."""
+    from parity.export_cache import ExportCache, default_root
+
+    settings = plan.export_cache
+    if not settings.enabled:
+        return None
+    root = Path(settings.dir).expanduser() if settings.dir else default_root()
+    return ExportCache(root, None if settings.max_gb is None else int(settings.max_gb * 1e9))
+
+
+def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of named arrays: name, dtype, shape and bytes of each, in name order."""
+    import hashlib
+
+    sha = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        sha.update(f"{name}|{array.dtype.str}|{array.shape}\n".encode())
+        sha.update(array.tobytes())
+    return sha.hexdigest()
+
+
+_FRAMEWORK_PACKAGES = {"torch", "keras", "tensorflow", "tf_keras", "builtins", "abc"}  # covered by their versions
+
+
+def code_sha256(builder: Mapping[str, Any], classes: Sequence[type]) -> str:
+    """SHA-256 of the source files of the model's builder and of its module classes (framework classes left
+    out: their version is in the key)."""
+    import hashlib
+    import importlib.util
+    import inspect
+
+    files = set()
+    target = str((builder or {}).get("_target_") or "")
+    module = target.rpartition(".")[0] or target.partition(":")[0]
+    with contextlib.suppress(Exception):
+        spec = importlib.util.find_spec(module) if module else None
+        if spec is not None and spec.origin:
+            files.add(spec.origin)
+    for cls in classes:
+        if cls.__module__.split(".")[0] in _FRAMEWORK_PACKAGES:
+            continue
+        with contextlib.suppress(TypeError, OSError):
+            files.add(inspect.getsourcefile(cls) or "")
+    sha = hashlib.sha256()
+    for name in sorted(f for f in files if f and Path(f).is_file()):
+        sha.update(Path(name).read_bytes())
+    return sha.hexdigest()
+
+
+def _part(plugin: Any) -> dict[str, Any]:
+    """An exporter's or transform's share of a cache key: its class and that class's code, its settings and the
+    versions of the libraries doing the work."""
+    import onnx
+
+    cls = type(plugin)
+    return {"class": f"{cls.__module__}.{cls.__qualname__}", "code": code_sha256({}, list(cls.__mro__[:-1])),
+            "options": plugin.options(), "versions": {"onnx": onnx.__version__, **plugin.versions()}}
+
+
 EXPORT_SEED_OFFSET = 7919  # export examples are drawn with the input set's seed + this: never the checked samples
 
 
@@ -102,7 +165,8 @@ class ArtifactCache:
     """
 
     def __init__(self, plan: JobPlan, conversion: Conversion, framework: Framework, model: Any,
-                 samples: Mapping[str, np.ndarray], sizes: Sequence[int], work_dir: Path) -> None:
+                 samples: Mapping[str, np.ndarray], sizes: Sequence[int], work_dir: Path,
+                 source: Mapping[str, Any] | None = None) -> None:
         self.plan = plan
         self.conversion = conversion
         self.framework = framework
@@ -112,6 +176,9 @@ class ArtifactCache:
         self.work_dir = work_dir
         self.records: list[ExportRecord] = []  # every export, in the order made
         self._artifacts: dict[tuple[int | None, bool], Artifact] = {}
+        # the export cache (parity.export_cache) shared with other jobs, and what identifies the source model there
+        self.store = export_store(plan)
+        self.source = dict(source or {})
 
     def key(self, batch_size: int) -> int | None:
         """Which artifact serves `batch_size`: None for the one shared by every size."""
@@ -141,19 +208,88 @@ class ArtifactCache:
         example = self._example(count)
         tag = f"{exporter.name}{'-probed' if probed else ''}{'' if key is None else f'-b{batch_size}'}"
         what = f"exporting with {exporter.name}" if exporter.writes else f"taking the file as it is ({exporter.name})"
-        log.info("%s%s%s", what, " (with probes)" if probed else "", "" if key is None else f" at batch {batch_size}")
         out_dir = self.work_dir / "artifacts" / tag
         output_axes = {**plan.output_axes, **{probe_output_name(p): 0 for p in probes}}
-        with progress.working(what):
-            artifact = exporter.export(model, {n: example[n] for n in plan.input_names}, dict(plan.input_axes),
-                                       outputs, out_dir, batch_size, output_axes)
-        if artifact.record.ok:
-            log.info("exported %s (sha256 %s…, %.1fs)", artifact.path, artifact.record.sha256[:12],
-                     artifact.record.seconds)
+        feeds = {n: example[n] for n in plan.input_names}
+
+        def export() -> Artifact:
+            log.info("%s%s%s", what, " (with probes)" if probed else "", "" if key is None else f" at batch {batch_size}")
+            with progress.working(what):
+                made = exporter.export(model, feeds, dict(plan.input_axes), outputs, out_dir, batch_size, output_axes)
+            if made.record.ok:
+                log.info("exported %s (sha256 %s…, %.1fs)", made.path, made.record.sha256[:12], made.record.seconds)
+            return made
+
+        if self.store is None or not exporter.writes:  # exporter=prebuilt runs the user's file: nothing to keep
+            artifact = export()
+        else:
+            entry = digest({"stage": "export", "parity": __version__, "exporter": _part(exporter),
+                          "source": self._source_identity(), "example": arrays_sha256(feeds),
+                          "input_axes": dict(plan.input_axes), "outputs": outputs, "output_axes": output_axes,
+                          "batch_size": key, "probes": probes})
+            artifact = self._cached(entry, out_dir, export, outputs, f"{plan.model.name} {tag}")
         transform = self.conversion.transform
-        artifact = transform.apply(artifact, self.samples, out_dir.with_name(f"{out_dir.name}-{transform.name}"))
+        artifact = self._transformed(artifact, out_dir.with_name(f"{out_dir.name}-{transform.name}"))
         self.records.append(artifact.record)
         return artifact
+
+    def _cached(self, key: str, out_dir: Path, export: Any, outputs: list[str], label: str) -> Artifact:
+        """The export from the cache (a hit: its files in `out_dir`, its record as stored), else made by `export`
+        and stored; the record says which (`cache`)."""
+        made: list[Artifact] = []
+
+        def make() -> tuple[bool, dict[str, Any], float]:
+            made.append(export())
+            record = made[0].record
+            return record.ok, record.to_dict(), record.seconds or 0.0
+
+        stored, outcome = self.store.get_or_make(key, out_dir, make, label)
+        if stored is None:
+            artifact = made[0]
+        else:
+            log.info("export cache hit: %s (key %s…, saved %.1fs)", stored["path"], key[:12], outcome.saved_s or 0)
+            known = {f.name for f in dataclasses.fields(ExportRecord)} - {"files", "warnings"}
+            record = ExportRecord(**{k: v for k, v in stored.items() if k in known},
+                                  files=tuple(stored["files"]), warnings=tuple(stored["warnings"]))
+            artifact = Artifact(kind=self.conversion.exporter.produces, input_names=list(self.plan.input_names),
+                                output_names=list(outputs), path=Path(stored["path"]),
+                                record=record, input_axes=dict(self.plan.input_axes))
+        return dataclasses.replace(artifact, record=dataclasses.replace(artifact.record, cache=outcome.to_dict()))
+
+    def _transformed(self, artifact: Artifact, out_dir: Path) -> Artifact:
+        """The transform applied (from the cache where it holds the same transform of the same export)."""
+        transform = self.conversion.transform
+        record = artifact.record
+        if self.store is None or transform.identity or record is None or not record.ok or \
+                artifact.kind != transform.takes:
+            return transform.apply(artifact, self.samples, out_dir)
+        key = digest({"stage": "transform", "parity": __version__, "transform": _part(transform),
+                      "artifact": record.sha256, "calibration": arrays_sha256(self.samples),
+                      "input_axes": dict(artifact.input_axes), "batch_size": record.batch_size})
+        made: list[Artifact] = []
+
+        def make() -> tuple[bool, dict[str, Any], float]:
+            made.append(transform.apply(artifact, self.samples, out_dir))
+            done = made[0].record.transform or {}
+            return bool(done.get("ok")), done, float(done.get("seconds") or 0.0)
+
+        stored, outcome = self.store.get_or_make(key, out_dir, make, f"{self.plan.model.name} {transform.name}")
+        if stored is None:
+            result = made[0]
+        else:
+            log.info("export cache hit: %s transform %s (key %s…)", stored["path"], transform.name, key[:12])
+            result = dataclasses.replace(artifact, kind=transform.produces, path=Path(stored["path"]),
+                                         record=dataclasses.replace(record, transform=stored))
+        done = {**(result.record.transform or {}), "cache": outcome.to_dict()}
+        return dataclasses.replace(result, record=dataclasses.replace(result.record, transform=done))
+
+    def _source_identity(self) -> dict[str, Any]:
+        """What decides the source model's graph: its weights (and weights file), its config, and the code of its
+        builder and module classes (an edited forward() with the same weights exports differently)."""
+        from parity.results import jsonable
+
+        return {"framework": self.framework.name, **self.source, "model": jsonable(dataclasses.asdict(self.plan.model)),
+                "code": code_sha256(self.plan.model.builder, self.framework.code_classes(self.model))}
 
     def _example(self, count: int) -> dict[str, np.ndarray]:
         """The export example: `count` samples drawn afresh from the declared inputs (a seed of their own), never

@@ -176,7 +176,7 @@ def verify(plan: JobPlan, store: GoldenStore, report: JobReport, work_dir: Path)
             framework, model, golden.inputs, plan, sizes[0])))
     conversion = build_conversion(plan, framework, plan.backend_sizes(sizes))
     report.describe(conversion)
-    cache = ArtifactCache(plan, conversion, framework, model, golden.inputs, sizes, work_dir)
+    cache = ArtifactCache(plan, conversion, framework, model, golden.inputs, sizes, work_dir, _source(report))
     report.exports = cache.records  # every export this job makes, verify's and bench's
     candidates: dict[int, dict[str, np.ndarray]] = {}
     with numerics.applied(plan.numerics) as record, Sessions(conversion.backend) as sessions:
@@ -261,7 +261,7 @@ def bench(plan: JobPlan, report: JobReport, work_dir: Path, cache: ArtifactCache
         if reason is None:
             count = plan.inputs.num_samples or max(sizes)  # inputs from files: drawn anyway, any size runs
             samples = inputs_mod.generate(plan.model.inputs, count, plan.inputs.seed)
-            cache = ArtifactCache(plan, conversion, framework, model, samples, sizes, work_dir)
+            cache = ArtifactCache(plan, conversion, framework, model, samples, sizes, work_dir, _source(report))
             report.exports = cache.records
     if reason is not None:
         report.bench = BenchReport(skip_reason=reason, parity_verdict=parity_verdict)
@@ -286,6 +286,12 @@ def _build_if_available(plan: JobPlan, framework: Any, report: JobReport) -> tup
         return _build(plan, framework, report), None
     except UnavailableError as exc:
         return None, str(exc)
+
+
+def _source(report: JobReport) -> dict[str, Any]:
+    """The built model's identity for the export cache: its weights' SHA-256 and the weights file's."""
+    return {"weights_sha256": report.model.weights_sha256,
+            "weights_file": (report.model.weights_file or {}).get("sha256")}
 
 
 def _build(plan: JobPlan, framework: Any, report: JobReport) -> Any:

@@ -26,6 +26,7 @@ from parity.config import (
     BenchConfig,
     ChecksConfig,
     ComparePreprocessConfig,
+    ExportCacheConfig,
     ExportConfig,
     GoldenConfig,
     ImportConfig,
@@ -70,6 +71,7 @@ class JobPlan:
     bench: BenchConfig
     golden: GoldenConfig
     report: ReportConfig
+    export_cache: ExportCacheConfig
     importing: ImportConfig  # mode=import: the files a golden is made from (paths absolute)
     exporting: ExportConfig  # mode=export: the format and directory (absolute)
     comparing: ComparePreprocessConfig  # mode=compare_preprocess: pipeline b's changes
@@ -123,6 +125,9 @@ def build_plan(cfg: Any, start_dir: Path | None = None) -> JobPlan:
     bench = typed_node(BenchConfig, cfg.bench, "bench")
     golden = typed_node(GoldenConfig, cfg.golden, "golden")
     report = typed_node(ReportConfig, cfg.report, "report")
+    export_cache = typed_node(ExportCacheConfig, cfg.get("export_cache") or {}, "export_cache")
+    if export_cache.max_gb is not None and not export_cache.max_gb > 0:
+        raise ConfigError(f"export_cache.max_gb must be > 0 (null: no limit), got {export_cache.max_gb}")
     framework = value_of(model.framework)
     check_segment(model.name, "model.name", "mlp")
     check_segment(inputs.name, "inputs.name")
@@ -167,6 +172,8 @@ def build_plan(cfg: Any, start_dir: Path | None = None) -> JobPlan:
         bench=bench,
         golden=golden,
         report=report,
+        export_cache=dataclasses.replace(export_cache, dir=str(resolve_file(export_cache.dir, base)))
+        if export_cache.dir else export_cache,
         importing=importing,
         exporting=exporting,
         comparing=comparing,

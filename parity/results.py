@@ -125,6 +125,9 @@ class ExportRecord(Record):
     # the post-export transform applied to this artifact (parity/transforms/): name, ok, error, options, path,
     # files, sha256, size_bytes, seconds, versions, warnings; None when the artifact runs as exported
     transform: dict[str, Any] | None = None
+    # the export cache (parity.export_cache): status hit | miss, key, dir, stored, error, waited_s, saved_s; None
+    # when the job used none (export_cache.enabled=false, or a file run as it is). A transform's dict has its own
+    cache: dict[str, Any] | None = None
 
     def failure(self) -> str | None:
         """Why this artifact cannot run (export or transform failed), or None."""

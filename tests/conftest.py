@@ -26,6 +26,9 @@ register_configs()
 # what parity caches outside a run (onnxruntime-web's npm install for the ort_web backends): one place per machine
 # for the test suite, never the user's ~/.cache; subprocesses inherit it
 os.environ.setdefault("PARITY_CACHE", str(Path(tempfile.gettempdir()) / f"parity-test-cache-{os.getuid()}"))
+# the export cache: shared by the jobs of one test session (as by the jobs of a sweep), never across sessions, so
+# a change to an exporter is always exported afresh by the next run of the suite
+os.environ.setdefault("PARITY_EXPORT_CACHE", tempfile.mkdtemp(prefix="parity-test-exports-"))
 
 
 def cuda_reason() -> str | None:

@@ -324,8 +324,8 @@ def test_stdout_carries_only_tables_and_the_terminal_only_paritys_lines(cli, tmp
     proc = cli("-m", "model=mlp", "exporter=torchscript,dynamo")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Launching" not in proc.stdout and "HYDRA" not in proc.stdout and "#0" not in proc.stdout
-    assert all(line.startswith(("|", "ran on:", "PASS", "==")) for line in proc.stdout.splitlines() if line), \
-        proc.stdout
+    assert all(line.startswith(("|", "ran on:", "export cache:", "PASS", "==")) for line in proc.stdout.splitlines()
+               if line), proc.stdout
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines and all(line.startswith("[parity] ") for line in lines), proc.stderr
     assert [line for line in lines if " job " in f" {line[9:]}"][:2] == [
@@ -396,7 +396,8 @@ def _on_a_terminal(args: list[str], cwd: Path) -> tuple[int, str]:
 
 def test_progress_bars_on_a_terminal_and_plain_lines_elsewhere(cli, tmp_path: Path) -> None:
     args = ["-m", "model=mlp", "exporter=dynamo,torchscript", "mode=verify+bench", "bench.runs=5",
-            "bench.min_seconds=0.2", "bench.batch_sizes=[1,2]", f"hydra.sweep.dir={tmp_path / 'tty'}"]
+            "bench.min_seconds=0.2", "bench.batch_sizes=[1,2]", f"hydra.sweep.dir={tmp_path / 'tty'}",
+            "export_cache.enabled=false"]  # the export's clock is the point: no cache hit in its place
     code, seen = _on_a_terminal(args, tmp_path)
     assert code == 0, seen[-2000:]
     assert "bench ort_cpu: 100%|" in seen and "2/2 [" in seen  # the benchmark's bar over its batch sizes

@@ -56,6 +56,11 @@ class Framework(ABC):
         if reason is not None:
             raise UnavailableError(reason)
 
+    def code_classes(self, model: Any) -> list[type]:
+        """The classes whose source code decides what the model computes (the export cache's key hashes their
+        files; the framework's own classes are left out there, their version is in the key)."""
+        return [type(model)]
+
     def probed(self, model: Any, paths: Sequence[str]) -> Any:
         """The model returning its outputs followed by the tensors of the modules at `paths` (layer probes)."""
         raise ConfigError(f"layer probes need forward hooks, which {self.name} models do not offer")

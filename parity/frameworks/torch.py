@@ -42,6 +42,9 @@ class TorchFramework(Framework):
     def reference_info(self) -> dict[str, Any]:
         return {"backend": "torch eager", "device": "cpu", "dtype": "float32", "deterministic": True}
 
+    def code_classes(self, model: Any) -> list[type]:
+        return list({type(m): None for m in model.modules()})
+
     def probed(self, model: Any, paths: Sequence[str]) -> Any:
         from parity.diagnostics.torch_hooks import ProbedModule
 

@@ -195,13 +195,14 @@ def _heading(verdict: str, text: str) -> str:
 
 def job_page(report: dict[str, Any]) -> str:
     from parity.report.formats.table import (
-        FULL_JOB, JOB_COLUMNS, bench_lines, diagnostics_lines, runtime_line, summary_line)
+        FULL_JOB, JOB_COLUMNS, bench_lines, cache_line, diagnostics_lines, runtime_line, summary_line)
 
     where = column(report["exporter"], report["backend"]["name"])
     body = [_heading(report["verdict"], f"{report['model']['name']} · {where}"),
             f'<p class="mono">{_e(summary_line(report))}</p>']
     facts = [("mode", report["mode"]), ("created", report["created"]), ("golden", report["golden"].get("path")),
-             ("ran on", runtime_line(report)), ("error", report["error"]), ("seconds", _num(report["seconds"]))]
+             ("ran on", runtime_line(report)), ("export cache", (cache_line(report) or "")[len("export cache: "):]),
+             ("error", report["error"]), ("seconds", _num(report["seconds"]))]
     body.append("<p>" + "<br>".join(f"<b>{_e(k)}</b>: {_e(v)}" for k, v in facts if v) + "</p>")
     rows, verdicts = [], []
     for check in report["checks"]:

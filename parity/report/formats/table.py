@@ -256,9 +256,9 @@ def job_table(report: dict[str, Any], fmt: str = "github", columns: Any = "compa
         lines.append(fit(headers, body, fmt, width, {i for i, n in enumerate(names) if n in SQUEEZABLE},
                          keep=len([n for n in names[:3] if n in ("check", "batch", "output")])))
     lines.extend(_wrap(notes, width))
-    ran = runtime_line(report)
-    if ran:
-        lines.extend(_wrap([ran], width))
+    for line in (runtime_line(report), cache_line(report)):
+        if line:
+            lines.extend(_wrap([line], width))
     lines.extend(diagnostics_lines(report, fmt, width))
     lines.extend(preprocess_lines(report, fmt, width))
     lines.extend(bench_lines(report, fmt, columns, width))
@@ -266,6 +266,22 @@ def job_table(report: dict[str, Any], fmt: str = "github", columns: Any = "compa
         lines.extend(_wrap([f"error: {report['error']}"], width))
     lines.append(summary_line(report))
     return "\n".join(lines)
+
+
+def cache_line(report: dict[str, Any]) -> str | None:
+    """What the export cache did for the job's exports (and transforms), in one line; None without a cache."""
+    parts = []
+    for export in report.get("exports") or []:
+        for step, what in ((export, export["exporter"]), (export.get("transform") or {}, None)):
+            cache = step.get("cache")
+            if not cache:
+                continue
+            name = what or f"transform {step['name']}"
+            size = "" if export["batch_size"] is None else f" b={export['batch_size']}"
+            detail = (f"saved {cache['saved_s']:.1f}s" if cache["status"] == "hit" and cache.get("saved_s") else
+                      "stored" if cache["stored"] else f"not stored: {cache['error']}" if cache["error"] else "")
+            parts.append(f"{name}{size} {cache['status']} ({cache['key'][:12]}{', ' + detail if detail else ''})")
+    return "export cache: " + "; ".join(parts) if parts else None
 
 
 def runtime_line(report: dict[str, Any]) -> str | None:
