@@ -42,6 +42,10 @@ COMMON = [
     "junitparser==5.0.3",
     "xmlschema==4.3.2",
     "websocket-client==1.9.2",  # the web extra: drives a real headless Chromium through the DevTools protocol
+    # sweeps on Hydra's launchers: joblib's local processes and submitit (its local executor in the tests)
+    "hydra-joblib-launcher==1.2.0",
+    "hydra-submitit-launcher==1.2.0",
+    "submitit==1.5.4",
 ]
 CPU = ["torch==2.13.0", "onnxruntime==1.32.0", *COMMON]
 # Optional extras (pyproject's [tf] and [openvino]). tests_cpu installs the ones it can and says which it skipped;
@@ -50,6 +54,8 @@ EXTRAS = {
     "tf": ["tensorflow-cpu==2.21.0", "keras==3.15.1", "tf2onnx==1.17.0"],  # checked with onnx 1.23.2, protobuf 7
     "openvino": ["openvino==2026.4.1"],
     "opencv": ["opencv-python-headless==5.0.0.93"],  # inputs.preprocess.library=opencv
+    # hydra/launcher=parity_ray: its tests start a Ray head on 127.0.0.1 (about 12 s to install from the index)
+    "ray": ["hydra-ray-launcher==1.2.2", "ray[default]==2.60.0"],
 }
 # Never onnxruntime and onnxruntime-gpu in one environment: the second overwrites the first.
 GPU = ["torch==2.14.1", "onnxruntime-gpu==1.31.1", *COMMON]

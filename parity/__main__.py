@@ -91,6 +91,12 @@ def main() -> None:
         sys.stderr.write("parity: interrupted\n")
         sys.exit(130)
     except Exception as exc:
+        from parity.report.aggregate import finish_failed_sweep
+
+        if finish_failed_sweep(exc):  # a launcher that lost jobs: the sweep's table still says which
+            if user_full_error:
+                raise
+            sys.exit(outcome.exit_code())
         if user_full_error:
             raise
         if isinstance(exc, (HydraException, OmegaConfBaseException, ConfigError)):

@@ -415,3 +415,14 @@ class WithScaleDrifted(WithScale):
 
 def with_scale_drifted() -> nn.Module:
     return WithScaleDrifted()
+
+
+def killed_model(delay: float = 0.0) -> nn.Module:
+    """A model whose building kills its own process, as the kernel's OOM killer would: the job leaves no report."""
+    import os
+    import signal
+    import time
+
+    time.sleep(delay)
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")

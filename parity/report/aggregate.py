@@ -22,15 +22,30 @@ log = logging.getLogger("parity")
 
 
 class AggregateCallback(Callback):
-    """Collects each job's report; a job that left none counts as ERROR with its exception."""
+    """Collects each job's report; a job that left none counts as ERROR with its exception.
+
+    With the basic launcher every callback runs in this process and the reports arrive in memory. Launchers that
+    run jobs elsewhere (joblib's processes, Ray, Submitit) call on_job_start / on_job_end there: the sweep is then
+    aggregated from the reports in the sweep directory, which every host must see, against the list of jobs the
+    sweep launches (`expected`), so a job that died without a report is an ERROR row all the same.
+    """
 
     def __init__(self) -> None:
         self.jobs: list[dict[str, Any]] = []
         self.total: int | None = None
         self.started = time.monotonic()
+        self.since: str | None = None  # reports created before the sweep started are an earlier sweep's
+        self.expected: list[list[str]] | None = None
+        self.config: DictConfig | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.total, self.started = sweep_size(config), time.monotonic()
+        from parity.environment import now
+
+        global _ACTIVE
+        self.expected = expected_jobs(config)
+        self.total = len(self.expected) if self.expected is not None else sweep_size(config)
+        self.started, self.since, self.config = time.monotonic(), now(), config
+        _ACTIVE = self
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -42,7 +57,9 @@ class AggregateCallback(Callback):
         except ValueError:
             return
         if hc.mode is not None and str(hc.mode).endswith("MULTIRUN"):
-            log.info("%s", job_line(len(self.jobs), self.total, self.started, " ".join(hc.overrides.task)))
+            num = hc.job.get("num")
+            done = num if isinstance(num, int) else len(self.jobs)  # in a launcher's worker, self.jobs is empty
+            log.info("%s", job_line(done, self.total, self.started, " ".join(hc.overrides.task)))
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -63,30 +80,76 @@ class AggregateCallback(Callback):
                           "overrides": list(getattr(job_return, "overrides", None) or []), "error": error})
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self.finish(config)
+
+    def finish(self, config: DictConfig, failure: str | None = None) -> None:
+        """Aggregate, write the sweep's report, record its exit code. `failure`: why the launcher stopped early
+        (then the jobs without a report say so)."""
         from parity.plan import report_settings
         from parity.report import outcome
         from parity.report.formats import write_sweep
 
+        global _ACTIVE
+        _ACTIVE = None
         settings = report_settings(config)
         sweep_dir = Path(config.hydra.sweep.dir)
-        sweep = aggregate(sweep_dir, settings.filename, self.jobs)
+        sweep = aggregate(sweep_dir, settings.filename, self.jobs, self.expected, self.since, failure)
         outcome.record_sweep(sweep.exit_code)  # first: whatever a writer does, the process exits with it
         sweep.retention = apply_retention(sweep)
         if not write_sweep(sweep, settings, sweep_dir):
             outcome.record_sweep(2)  # a report that failed its schema, or a format that failed: an ERROR
 
 
+_ACTIVE: AggregateCallback | None = None  # a sweep that started and has not been aggregated yet
+
+
+def finish_failed_sweep(exc: BaseException) -> bool:
+    """After the launcher raised (a worker process killed, a Ray node lost, a Slurm job cancelled): aggregate
+    what the jobs left, every job without a report an ERROR row naming the failure. False when no sweep was
+    running (the exception is not a launcher's)."""
+    from parity.errors import one_line
+
+    active = _ACTIVE
+    if active is None or active.config is None:
+        return False
+    failure = one_line(exc)
+    log.error("the launcher stopped the sweep: %s", failure)
+    active.finish(active.config, failure)
+    return True
+
+
+def expected_jobs(config: DictConfig) -> list[list[str]] | None:
+    """The overrides of every job the basic sweeper launches, in job-number order (command-line sweeps and
+    hydra.sweeper.params, as BasicSweeper splits them); None for another sweeper, whose jobs cannot be told."""
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
+            return None
+        words = list(config.hydra.overrides.task)
+        params = config.hydra.sweeper.get("params") or {}
+        words += [f"{k}={v}" for k, v in params.items()]
+        batches = BasicSweeper.split_arguments(_parsed(words), None)
+        return [list(job) for batch in batches for job in batch]
+    except Exception:
+        return None
+
+
+def _parsed(words: list[str]) -> list[Any]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides(words)
+
+
 def sweep_size(config: DictConfig) -> int | None:
     """How many jobs the basic sweeper will launch: the product of the sweep overrides' lengths (command line and
     hydra.sweeper.params); None where that cannot be told (another sweeper, a range it cannot count)."""
     try:
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
         words = list(config.hydra.overrides.task)
         params = config.hydra.sweeper.get("params") or {}
         words += [f"{k}={v}" for k, v in params.items()]
         total = 1
-        for override in OverridesParser.create().parse_overrides(words):
+        for override in _parsed(words):
             if override.is_sweep_override():
                 total *= len(list(override.sweep_string_iterator()))
         return total
@@ -94,12 +157,24 @@ def sweep_size(config: DictConfig) -> int | None:
         return None
 
 
-def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> SweepReport:
+def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]], expected: list[list[str]] | None = None,
+              since: str | None = None, failure: str | None = None) -> SweepReport:
     """The sweep report from the jobs (their reports in memory, else read from disk; found on disk when `jobs`
-    is empty)."""
+    is empty). `expected`: every job's overrides by number; a job with no report (none in memory, none created
+    in `sweep_dir` since `since`) is an ERROR row "no report", with `failure` (why the launcher stopped) if any."""
     if not jobs:
-        jobs = [{"output_dir": str(p.parent), "num": None, "overrides": [], "error": None}
-                for p in sorted(sweep_dir.glob(f"*/{filename}"))]
+        jobs = _on_disk(sweep_dir, filename, since)
+    if expected is not None:
+        have = {j["num"] for j in jobs}
+        for num, overrides in enumerate(expected):
+            if num in have:
+                continue
+            found = sorted(sweep_dir.glob(f"{num}-*"))
+            where = found[0] if found else sweep_dir
+            error = (f"no report: job {num} ended without writing {where / filename if found else filename} "
+                     f"(killed, out of memory, or never started{'; see its parity.log' if found else ''})")
+            jobs.append({"output_dir": str(where), "num": num, "overrides": list(overrides),
+                         "error": f"{error}; the launcher stopped the sweep: {failure}" if failure else error})
     entries, rows, sources, reports = [], [], [], []
     variants = _variants(jobs)
     for job in sorted(jobs, key=lambda j: (j["num"] is None, j["num"] or 0, j["output_dir"])):
@@ -122,6 +197,23 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]]) -> Swe
                         "exporter": artifact_label(report["exporter"], report.get("transform"))})
     return SweepReport(sweep_dir=str(sweep_dir), jobs=entries, rows=rows, pivot=pivot(rows),
                        pairwise=pairwise(sources), bench=bench_comparison(sources, sweep_dir), reports=reports)
+
+
+def _on_disk(sweep_dir: Path, filename: str, since: str | None) -> list[dict[str, Any]]:
+    """The jobs whose reports lie in `sweep_dir` (one directory level down), numbered as their reports say;
+    reports created before `since` (an earlier sweep into the same directory) are left out."""
+    jobs = []
+    for path in sorted(sweep_dir.glob(f"*/{filename}")):
+        try:
+            report = json.loads(path.read_text())
+            num, created = report["job"].get("num"), report.get("created")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            report, num, created = None, None, None
+        if since is not None and created is not None and created < since:
+            continue
+        jobs.append({"output_dir": str(path.parent), "num": num, "overrides": [], "error": None,
+                     "report_data": report})
+    return jobs
 
 
 def apply_retention(sweep: SweepReport) -> list[dict[str, Any]]:

@@ -38,6 +38,10 @@ class TableWriter(ReportWriter):
         fmt, width = settings.table_format, settings.width
         print(f"\n== sweep: {len(document['jobs'])} job(s) in {sweep_dir}")
         print(sweep_table(document["rows"], fmt, settings.columns, width))
+        lost = [f"job {j['num']}: {j['verdict']}: {j['error']}" for j in document["jobs"]
+                if j.get("report") is None and j.get("error")]  # no report to show its own table: why, here
+        if lost:
+            print("\n".join(_wrap(lost, width)))
         if len(document["pivot"]["columns"]) > 1:
             print("\n== exporter × backend (max abs vs golden, verdict)")
             print(pivot_table(document["pivot"], fmt, width))
