@@ -34,7 +34,8 @@ def run(args: list[str], env: dict[str, str]) -> tuple[float, dict]:
                               cwd=ROOT, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - started
         if proc.returncode not in (0, 1):  # a FAIL is a result; an ERROR means the numbers mean nothing
-            sys.exit(f"sweep failed ({proc.returncode}): {' '.join(args)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+            sys.exit(f"sweep failed ({proc.returncode}): {' '.join(args)}\n{proc.stdout[-3000:]}\n"
+                     f"{proc.stderr[-3000:]}")
         sweep = json.loads((Path(tmp) / "sweep" / "sweep_report.json").read_text())
         statuses = []
         for job in sweep["jobs"]:
@@ -83,7 +84,7 @@ def main() -> None:
                 "model": args.model, "backends": args.backends.split(","), "jobs": args.jobs,
                 "repeats": args.repeats, "variants": results}
     RESULTS.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"\n| variant | best wall (s) | speed-up vs serial | exports (per job) |\n|---|---|---|---|")
+    print("\n| variant | best wall (s) | speed-up vs serial | exports (per job) |\n|---|---|---|---|")
     for name, entry in results.items():
         print(f"| {name} | {entry['best_s']:.1f} | {entry['speedup']:.2f}x | {', '.join(entry['exports'])} |")
     print(f"\nwritten: {RESULTS.relative_to(ROOT)}")

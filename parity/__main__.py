@@ -93,7 +93,8 @@ def main() -> None:
     except Exception as exc:
         from parity.report.aggregate import finish_failed_sweep
 
-        if finish_failed_sweep(exc):  # a launcher that lost jobs: the sweep's table still says which
+        config_fault = isinstance(exc, (HydraException, OmegaConfBaseException, ConfigError))
+        if not config_fault and finish_failed_sweep(exc):  # a launcher that lost jobs: the table still says which
             if user_full_error:
                 raise
             sys.exit(outcome.exit_code())

@@ -65,14 +65,10 @@ def onnx_files_sha256(path: Path) -> tuple[str, tuple[str, ...], int]:
 
 
 def _hash(files: list[Path], names: tuple[str, ...]) -> tuple[str, tuple[str, ...], int]:
+    from parity.paths import sha256_file
+
     size = sum(p.stat().st_size for p in files)
-    hashes = []
-    for p in files:
-        digest = hashlib.sha256()
-        with open(p, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        hashes.append(digest.hexdigest())
+    hashes = [sha256_file(p) for p in files]
     if len(files) == 1:
         return hashes[0], names, size
     combined = hashlib.sha256("".join(f"{n}\0{h}\n" for n, h in zip(names, hashes)).encode()).hexdigest()

@@ -348,7 +348,8 @@ class ExportCacheConfig:
     the SHA-256 of what made them."""
 
     enabled: bool = True
-    dir: Optional[str] = None  # None: $PARITY_EXPORT_CACHE, else $PARITY_CACHE/exports, else ~/.cache/parity/exports
+    # None: $PARITY_EXPORT_CACHE, else $PARITY_CACHE/exports, else ~/.cache/parity/exports
+    dir: Optional[str] = None
     max_gb: Optional[float] = 20.0  # least recently used entries are removed beyond this (None: no limit)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -100,6 +101,26 @@ def export_store(plan: JobPlan) -> Any:
         return None
     root = Path(settings.dir).expanduser() if settings.dir else default_root()
     return ExportCache(root, None if settings.max_gb is None else int(settings.max_gb * 1e9))
+
+
+# model config keys that do not change an export, or whose effect the key has already: the name and probes (a
+# probed export has the probes in its key), the reference backend, and where the weights came from (their SHA-256
+# and the weights file's are in the key)
+_NOT_IN_KEY = {"name", "probes", "reference_backend", "path", "weights", "weights_key", "weights_strip_prefix",
+               "weights_strict", "weights_run_pickled_code"}
+
+
+@functools.lru_cache(maxsize=1)
+def parity_identity() -> dict[str, str]:
+    """parity's version and the SHA-256 of its own source files: any change to parity (its exporters, the
+    artifact hashing, the probes wrapper) is a new key."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    sha = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        sha.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return {"version": __version__, "code": sha.hexdigest()}
 
 
 def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
@@ -213,7 +234,8 @@ class ArtifactCache:
         feeds = {n: example[n] for n in plan.input_names}
 
         def export() -> Artifact:
-            log.info("%s%s%s", what, " (with probes)" if probed else "", "" if key is None else f" at batch {batch_size}")
+            log.info("%s%s%s", what, " (with probes)" if probed else "",
+                     "" if key is None else f" at batch {batch_size}")
             with progress.working(what):
                 made = exporter.export(model, feeds, dict(plan.input_axes), outputs, out_dir, batch_size, output_axes)
             if made.record.ok:
@@ -223,7 +245,7 @@ class ArtifactCache:
         if self.store is None or not exporter.writes:  # exporter=prebuilt runs the user's file: nothing to keep
             artifact = export()
         else:
-            entry = digest({"stage": "export", "parity": __version__, "exporter": _part(exporter),
+            entry = digest({"stage": "export", "parity": parity_identity(), "exporter": _part(exporter),
                           "source": self._source_identity(), "example": arrays_sha256(feeds),
                           "input_axes": dict(plan.input_axes), "outputs": outputs, "output_axes": output_axes,
                           "batch_size": key, "probes": probes})
@@ -248,9 +270,11 @@ class ArtifactCache:
             artifact = made[0]
         else:
             log.info("export cache hit: %s (key %s…, saved %.1fs)", stored["path"], key[:12], outcome.saved_s or 0)
-            known = {f.name for f in dataclasses.fields(ExportRecord)} - {"files", "warnings"}
+            known = {f.name for f in dataclasses.fields(ExportRecord)} - {"files", "warnings", "exporter"}
+            # this job's exporter name: configs differing only in their name share the entry
             record = ExportRecord(**{k: v for k, v in stored.items() if k in known},
-                                  files=tuple(stored["files"]), warnings=tuple(stored["warnings"]))
+                                  exporter=self.conversion.exporter.name, files=tuple(stored.get("files") or ()),
+                                  warnings=tuple(stored.get("warnings") or ()))
             artifact = Artifact(kind=self.conversion.exporter.produces, input_names=list(self.plan.input_names),
                                 output_names=list(outputs), path=Path(stored["path"]),
                                 record=record, input_axes=dict(self.plan.input_axes))
@@ -263,9 +287,10 @@ class ArtifactCache:
         if self.store is None or transform.identity or record is None or not record.ok or \
                 artifact.kind != transform.takes:
             return transform.apply(artifact, self.samples, out_dir)
-        key = digest({"stage": "transform", "parity": __version__, "transform": _part(transform),
-                      "artifact": record.sha256, "calibration": arrays_sha256(self.samples),
-                      "input_axes": dict(artifact.input_axes), "batch_size": record.batch_size})
+        key = digest({"stage": "transform", "parity": parity_identity(), "transform": _part(transform),
+                      "artifact": record.sha256, "input_axes": dict(artifact.input_axes),
+                      "batch_size": record.batch_size,
+                      "calibration": arrays_sha256(self.samples) if transform.calibrates else None})
         made: list[Artifact] = []
 
         def make() -> tuple[bool, dict[str, Any], float]:
@@ -279,7 +304,8 @@ class ArtifactCache:
         else:
             log.info("export cache hit: %s transform %s (key %s…)", stored["path"], transform.name, key[:12])
             result = dataclasses.replace(artifact, kind=transform.produces, path=Path(stored["path"]),
-                                         record=dataclasses.replace(record, transform=stored))
+                                         record=dataclasses.replace(record, transform={**stored,
+                                                                                       "name": transform.name}))
         done = {**(result.record.transform or {}), "cache": outcome.to_dict()}
         return dataclasses.replace(result, record=dataclasses.replace(result.record, transform=done))
 
@@ -288,7 +314,8 @@ class ArtifactCache:
         builder and module classes (an edited forward() with the same weights exports differently)."""
         from parity.results import jsonable
 
-        return {"framework": self.framework.name, **self.source, "model": jsonable(dataclasses.asdict(self.plan.model)),
+        model = {k: v for k, v in jsonable(dataclasses.asdict(self.plan.model)).items() if k not in _NOT_IN_KEY}
+        return {"framework": self.framework.name, **self.source, "model": model,
                 "code": code_sha256(self.plan.model.builder, self.framework.code_classes(self.model))}
 
     def _example(self, count: int) -> dict[str, np.ndarray]:

@@ -9,8 +9,9 @@ renamed into place, so a reader never sees half an entry; a per-key lock (an adv
 `<root>/locks/<key>.lock`) makes concurrent jobs wanting the same artifact export it once, the others waiting
 and then taking it. A hit is checked file by file against the SHA-256s stored with it before use: a damaged entry
 is removed and exported again. Files are copied into the job's run directory, never hard-linked: onnx refuses
-external data with several links (a "hardlink attack"), and a job must not be able to change an entry. Beyond `max_bytes` the least recently used entries are removed; `python -m parity.export_cache`
-lists or cleans the cache.
+external data with several links (a "hardlink attack"), and a job must not be able to change an entry. Beyond
+`max_bytes` the least recently used entries are removed; `python -m parity.export_cache` lists or cleans the
+cache.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
+
+from parity.paths import sha256_file
 
 log = logging.getLogger("parity")
 
@@ -49,14 +52,6 @@ def default_root() -> Path:
 def digest(value: Any) -> str:
     """The SHA-256 of a JSON-able value, canonically (sorted keys, no whitespace)."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
 
 
 @dataclass
@@ -106,8 +101,7 @@ class ExportCache:
             outcome = Outcome("miss", key, str(self.root), waited_s=waited)
             if worth:
                 try:
-                    self._store(key, target, made, seconds, label)
-                    outcome.stored = True
+                    outcome.stored = self._store(key, target, made, seconds, label)
                 except OSError as exc:  # a full or read-only cache disk: the job goes on with its own files
                     outcome.error = f"could not store the entry: {exc}"
                     log.warning("export cache: %s", outcome.error)
@@ -119,33 +113,41 @@ class ExportCache:
     # -- one entry
 
     def _take(self, key: str, target: Path) -> dict[str, Any] | None:
-        """The entry (its record's paths under `target`), its files linked (or copied) into `target` and checked; None if there is no
-        usable entry (none, another format, or damaged: a damaged one is removed)."""
+        """The entry (its record's paths under `target`), its files copied into `target` and checked; None if there
+        is no usable entry: none, another format, damaged (then it is removed), or one this job cannot copy (its
+        own disk full, say: then the entry stays for the others)."""
         entry = self.entry_dir(key)
         meta = _read_entry(entry)
         if meta is None:
             return None
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
         try:
+            if target.exists():
+                shutil.rmtree(target)
+            target.mkdir(parents=True)
             for name, expected in meta["files"].items():
-                dest = target / name
+                source, dest = entry / "files" / name, target / name
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(entry / "files" / name, dest)
-                if file_sha256(dest) != expected:
-                    raise ValueError(f"{name} does not match its SHA-256")
-        except (OSError, ValueError) as exc:
-            log.warning("export cache: entry %s is damaged (%s); exporting again", key[:12], exc)
+                if not source.is_file():
+                    raise _Damaged(f"{name} is missing")
+                shutil.copyfile(source, dest)
+                if sha256_file(dest) != expected:
+                    raise _Damaged(f"{name} does not match its SHA-256")
+        except _Damaged as exc:
+            log.warning("export cache: entry %s is damaged (%s); removed, exporting again", key[:12], exc)
             shutil.rmtree(target, ignore_errors=True)
             self._remove(entry)
+            return None
+        except OSError as exc:
+            log.warning("export cache: could not take entry %s (%s); exporting without it", key[:12], exc)
+            shutil.rmtree(target, ignore_errors=True)
             return None
         with contextlib.suppress(OSError):
             os.utime(entry / ENTRY)  # last use: what the size limit evicts by
         return {**meta, "record": _absolute(meta["record"], target)}
 
-    def _store(self, key: str, source: Path, record: dict[str, Any], seconds: float, label: str) -> None:
-        """Copy `source`'s files into a new entry: written aside, then renamed into place in one step."""
+    def _store(self, key: str, source: Path, record: dict[str, Any], seconds: float, label: str) -> bool:
+        """Copy `source`'s files into a new entry: written aside, then renamed into place in one step. False when
+        a sound entry is there already (made meanwhile by a job that held no lock)."""
         final = self.entry_dir(key)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".tmp-{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -156,13 +158,13 @@ class ExportCache:
                 dest = tmp / "files" / name
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, dest)  # a copy: the job's own files may be removed or changed later
-                files[name] = file_sha256(dest)
+                files[name] = sha256_file(dest)
             meta = {"format": FORMAT, "key": key, "label": label, "created": time.time(), "seconds": seconds,
                     "size_bytes": sum((tmp / "files" / n).stat().st_size for n in files), "files": files,
                     "record": _relative(record, source)}
             (tmp / ENTRY).write_text(json.dumps(meta, indent=1, default=str))
             if _read_entry(final) is not None:  # made meanwhile by a job that held no lock (no flock here)
-                return
+                return False
             if final.exists():  # an unusable leftover (another format, a damaged entry): replaced
                 self._remove(final)
             try:
@@ -170,6 +172,8 @@ class ExportCache:
             except OSError as exc:
                 if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
+                return False
+            return True
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -185,35 +189,16 @@ class ExportCache:
     @contextlib.contextmanager
     def _lock(self, key: str, label: str) -> Iterator[float]:
         """Hold the key's lock (waiting, with a line saying so, while another job holds it); yields the seconds
-        waited. Without flock (another OS, a file system without locks) entries are still written atomically."""
-        try:
-            import fcntl
-        except ImportError:
-            yield 0.0
-            return
-        locks = self.root / "locks"
-        try:
-            locks.mkdir(parents=True, exist_ok=True)
-            handle = open(locks / f"{key}.lock", "a+")
-        except OSError as exc:  # a cache directory that cannot be written: the job exports as if there were none
-            log.warning("export cache %s is not usable (%s); exporting without it", self.root, exc)
-            yield 0.0
-            return
-        with handle:
-            started = time.monotonic()
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("export cache: another job is making %s (key %s…); waiting for it", label or "this artifact",
-                         key[:12])
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            except OSError:  # no locks on this file system
-                yield 0.0
-                return
-            try:
-                yield time.monotonic() - started
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        waited. Without locks (another OS, a file system without flock, a lock file this user cannot open)
+        entries are still written atomically, and two jobs may then both export."""
+        started = time.monotonic()
+
+        def waiting() -> None:
+            log.info("export cache: another job is making %s (key %s…); waiting for it", label or "this artifact",
+                     key[:12])
+
+        with _locked(self.root / "locks" / f"{key}.lock", waiting):
+            yield time.monotonic() - started
 
     # -- the whole cache
 
@@ -227,7 +212,7 @@ class ExportCache:
             with contextlib.suppress(OSError):
                 found.append({"key": meta["key"], "label": meta.get("label", ""), "size_bytes": meta["size_bytes"],
                               "created": meta["created"], "used": (entry / ENTRY).stat().st_mtime, "dir": str(entry)})
-        return sorted(found, key=lambda e: e["used"])
+        return sorted(found, key=lambda e: (e["used"], e["created"]))
 
     def size(self) -> int:
         return sum(e["size_bytes"] for e in self.entries())
@@ -244,8 +229,8 @@ class ExportCache:
                 break
             if entry["key"] in keep:
                 continue
-            with self._try_lock(entry["key"]) as held:
-                if not held:
+            with _locked(self.root / "locks" / f"{entry['key']}.lock", None) as held:
+                if held is False:  # a job is using it
                     continue
                 self._remove(Path(entry["dir"]))
             total -= entry["size_bytes"]
@@ -257,35 +242,9 @@ class ExportCache:
         return removed
 
     def clean(self) -> int:
-        """Remove every entry, lock file and leftover; the bytes freed (entries in use by a job stay)."""
-        freed = sum(e["size_bytes"] for e in self.prune(0))
-        for lock in (self.root / "locks").glob("*.lock"):
-            with self._try_lock(lock.stem) as held:
-                if held:
-                    lock.unlink(missing_ok=True)
-        return freed
-
-    @contextlib.contextmanager
-    def _try_lock(self, key: str) -> Iterator[bool]:
-        try:
-            import fcntl
-        except ImportError:
-            yield True
-            return
-        path = self.root / "locks" / f"{key}.lock"
-        if not path.exists():
-            yield True
-            return
-        with open(path, "a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        """Remove every entry and leftover; the bytes freed. Entries a job holds the lock of stay; lock files stay
+        too (removing one while a job waits on it would let a second job take a new lock beside it)."""
+        return sum(e["size_bytes"] for e in self.prune(0))
 
     def _sweep_leftovers(self) -> None:
         now = time.time()
@@ -295,12 +254,71 @@ class ExportCache:
                     shutil.rmtree(leftover, ignore_errors=True)
 
 
+class _Damaged(Exception):
+    """An entry whose files are missing or do not match their SHA-256."""
+
+
+@contextlib.contextmanager
+def _locked(path: Path, on_wait: Callable[[], None] | None) -> Iterator[bool | None]:
+    """An exclusive flock on `path` (created if missing), released on exit. Yields True when held; False when
+    another process holds it and `on_wait` is None (no waiting); None where there are no locks to take (no fcntl,
+    a file system without flock, a lock file that cannot be opened). With `on_wait`, it is called, then waits."""
+    try:
+        import fcntl
+    except ImportError:
+        yield None
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        yield None
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held: bool | None = True
+        except BlockingIOError:
+            if on_wait is None:
+                held = False
+            else:
+                on_wait()
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    held = True
+                except OSError:
+                    held = None
+        except OSError:  # ENOLCK and the like: no locks here
+            held = None
+        yield held
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _safe_name(name: Any) -> bool:
+    """A relative path inside an entry: no absolute path, no `..`, nothing to normalise away."""
+    if not isinstance(name, str) or not name:
+        return False
+    path = PurePosixPath(name)
+    return not path.is_absolute() and ".." not in path.parts and str(path) == name and "\\" not in name
+
+
 def _read_entry(entry: Path) -> dict[str, Any] | None:
+    """entry.json, when it is one this version wrote and every name in it stays inside the entry (a shared cache
+    is written by other users' jobs too); None otherwise."""
     try:
         meta = json.loads((entry / ENTRY).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("files"), dict):
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return None
+    files, record = meta.get("files"), meta.get("record")
+    if not isinstance(files, dict) or not all(_safe_name(n) and isinstance(h, str) for n, h in files.items()):
+        return None
+    if not isinstance(record, dict) or any(record.get(k) and not _safe_name(record[k]) for k in PATH_KEYS):
+        return None
+    if not isinstance(meta.get("key"), str) or not isinstance(meta.get("size_bytes"), int) or \
+            not isinstance(meta.get("created"), (int, float)):
         return None
     return meta
 

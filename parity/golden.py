@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import io
 import json
 import logging
@@ -45,7 +44,7 @@ from parity.errors import (
     one_line,
 )
 from parity.inputs import bfloat16_bits, floating, with_dtype
-from parity.paths import check_segment, is_within, protected_roots, under_any
+from parity.paths import check_segment, is_within, protected_roots, sha256_file, under_any
 
 FORMAT = "parity.golden/v1"
 INPUTS = "inputs.npz"
@@ -83,14 +82,6 @@ MANIFEST_SCHEMA = {  # what load() requires of a manifest before it trusts any f
         "outputs": _ARRAYS,
     },
 }
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 _NOT_FOR_GOLDEN = ("mode", "golden.overwrite", "hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")

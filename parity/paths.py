@@ -7,6 +7,7 @@ resolved, lies below its root; an ONNX model's external-data files lie in the mo
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Iterable
@@ -38,6 +39,15 @@ def label(value: object, limit: int = 40) -> str:
     """`value` made safe for a directory name: unsafe characters become `_`, at most `limit` characters."""
     text = re.sub(r"[^A-Za-z0-9_.+-]", "_", str(value)).lstrip(".") or "_"
     return text[:limit]
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def resolve_file(value: str, base: Path) -> str:

@@ -418,11 +418,18 @@ def with_scale_drifted() -> nn.Module:
 
 
 def killed_model(delay: float = 0.0) -> nn.Module:
-    """A model whose building kills its own process, as the kernel's OOM killer would: the job leaves no report."""
+    """A model whose building kills its own process, as the kernel's OOM killer would: the job leaves no report.
+    With PARITY_TEST_KILL_AFTER (a glob) it first waits, up to a minute, for a file matching it (another job's
+    report), so a test knows which jobs finished before the kill."""
+    import glob
     import os
     import signal
     import time
 
+    pattern = os.environ.get("PARITY_TEST_KILL_AFTER")
+    deadline = time.monotonic() + 60
+    while pattern and not glob.glob(pattern) and time.monotonic() < deadline:
+        time.sleep(0.1)
     time.sleep(delay)
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable")

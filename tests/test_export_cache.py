@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,7 +77,7 @@ def test_damaged_entry_is_removed_and_exported_again(run_parity, tmp_path: Path)
     assert stored.read_bytes() == (tmp_path / "run" / "artifacts" / "dynamo" / "model.onnx.data").read_bytes()
 
 
-def _entry_maker(root: str, key: str, delay: float, log: str) -> str:
+def _entry_maker(root: str, key: str, delay: float, log: str, barrier: Any) -> tuple[str, float]:
     """One job's share of the concurrent test: make an entry (slowly) unless the cache has it."""
     cache = ExportCache(Path(root))
     target = Path(root).parent / f"job-{multiprocessing.current_process().pid}"
@@ -88,18 +90,22 @@ def _entry_maker(root: str, key: str, delay: float, log: str) -> str:
         (target / "model.bin").write_bytes(b"x" * 100_000)
         return True, {"path": str(target / "model.bin"), "ok": True}, delay
 
+    barrier.wait()  # all four ask at once
     record, outcome = cache.get_or_make(key, target, make, "concurrent")
     assert (target / "model.bin").read_bytes() == b"x" * 100_000
-    return outcome.status
+    return outcome.status, outcome.waited_s
 
 
 def test_concurrent_writers_make_one_entry(tmp_path: Path) -> None:
     root, log = tmp_path / "cache", tmp_path / "made.log"
     key = "ab" * 32
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        statuses = pool.starmap(_entry_maker, [(str(root), key, 1.0, str(log))] * 4)
-    assert sorted(statuses) == ["hit", "hit", "hit", "miss"]
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(4) as pool:
+        barrier = manager.Barrier(4)
+        results = pool.starmap(_entry_maker, [(str(root), key, 1.0, str(log), barrier)] * 4)
+    assert sorted(status for status, _ in results) == ["hit", "hit", "hit", "miss"]
     assert log.read_text() == "made\n"  # the others waited for the lock, then took the entry
+    assert all(waited > 0.5 for status, waited in results if status == "hit")  # they did wait, for the maker
     (entry,) = ExportCache(root).entries()
     assert entry["size_bytes"] == 100_000
     assert not list(root.glob(".tmp-*")) and not list(root.glob(".trash-*"))
@@ -127,11 +133,17 @@ def _entry(cache: ExportCache, key: str, size: int, tmp_path: Path) -> None:
     cache.get_or_make(key, made, lambda: (True, {}, 0.0), key[:4])
 
 
+def _used(cache: ExportCache, key: str, when: float) -> None:
+    """Set an entry's last use (what eviction orders by) to `when`, instead of relying on the clock's resolution."""
+    os.utime(cache.entry_dir(key) / "entry.json", (when, when))
+
+
 def test_size_limit_removes_least_recently_used(tmp_path: Path) -> None:
     cache = ExportCache(tmp_path / "cache", max_bytes=250)
-    for i, key in enumerate(("11" * 32, "22" * 32)):
-        _entry(cache, key, 100, tmp_path)
-        time.sleep(0.05 * (i + 1))
+    _entry(cache, "11" * 32, 100, tmp_path)
+    _entry(cache, "22" * 32, 100, tmp_path)
+    _used(cache, "11" * 32, 1000.0)
+    _used(cache, "22" * 32, 2000.0)
     cache.get_or_make("11" * 32, tmp_path / "use", lambda: pytest.fail("a hit"), "")  # 11 is now the newest use
     _entry(cache, "33" * 32, 100, tmp_path)
     assert sorted(e["key"][:2] for e in cache.entries()) == ["11", "33"]  # 22, least recently used, went
@@ -141,6 +153,8 @@ def test_clean_command_lists_and_cleans(tmp_path: Path) -> None:
     cache = ExportCache(tmp_path / "cache")
     _entry(cache, "44" * 32, 2_000_000, tmp_path)
     _entry(cache, "55" * 32, 1_000_000, tmp_path)
+    _used(cache, "44" * 32, 1000.0)
+    _used(cache, "55" * 32, 2000.0)
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "parity.export_cache", *args, "--dir", str(cache.root)],
@@ -153,9 +167,22 @@ def test_clean_command_lists_and_cleans(tmp_path: Path) -> None:
     assert [e["key"][:2] for e in cache.entries()] == ["55"]
     gone = run("clean")
     assert gone.returncode == 0 and "freed 1.0 MB, 0.0 MB left" in gone.stdout and cache.entries() == []
-    assert not list((cache.root / "locks").glob("*.lock"))
     bad = run("list", "--keep-gb", "1")
     assert bad.returncode == 2 and "--keep-gb" in bad.stderr
+
+
+def test_an_entry_naming_files_outside_itself_is_ignored(tmp_path: Path) -> None:
+    """A shared cache is written by other users' jobs: names in entry.json must stay inside the entry."""
+    cache = ExportCache(tmp_path / "cache")
+    _entry(cache, "66" * 32, 10, tmp_path)
+    meta_path = cache.entry_dir("66" * 32) / "entry.json"
+    meta = json.loads(meta_path.read_text())
+    for files, record in [({"../../escape": "0" * 64}, {}), ({"f": meta["files"]["f"]}, {"path": "/etc/passwd"})]:
+        meta_path.write_text(json.dumps({**meta, "files": files, "record": record}))
+        made = []
+        cache.get_or_make("66" * 32, tmp_path / "job", lambda: (made.append(1), (False, {}, 0.0))[1], "")
+        assert made == [1] and not (tmp_path / "escape").exists()  # no hit: exported afresh
+    assert cache.entries() == []
 
 
 def test_bad_limit_is_a_configuration_error(cli) -> None:

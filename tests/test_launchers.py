@@ -82,7 +82,8 @@ def test_a_killed_job_is_an_error_row(cli, tmp_path: Path) -> None:
     others, the lost job is an ERROR row saying so, and the exit code is 2."""
     _plugin("hydra_joblib_launcher", "hydra-joblib-launcher")
     proc = cli("-m", "hydra/launcher=parity_joblib", SEARCHPATH, "mode=golden", "model=mlp,killed",
-               f"golden.root={tmp_path / 'golden'}")
+               f"golden.root={tmp_path / 'golden'}",
+               env={"PARITY_TEST_KILL_AFTER": str(tmp_path / "sweep" / "0-*" / "report.json")})
     assert proc.returncode == 2, proc.stderr[-2000:]
     jobs = _jobs(_sweep(tmp_path))
     assert jobs[0]["verdict"] == "PASS" and (tmp_path / "golden" / "mlp" / "default").is_dir()
@@ -138,3 +139,42 @@ def test_ray_sweep_on_a_local_head(cli, tmp_path: Path, ray_head: str) -> None:
     sweep = _sweep(tmp_path)
     assert [(j["num"], j["verdict"]) for j in sweep["jobs"]] == [(0, "PASS"), (1, "PASS")]
     assert all(Path(j["report"]).is_relative_to(tmp_path / "sweep") for j in sweep["jobs"])
+
+
+def test_jobs_are_numbered_as_the_sweeper_numbers_them_and_stale_reports_are_left_out(cli, tmp_path: Path) -> None:
+    """The job list the aggregate expects follows BasicSweeper (hydra.sweeper.params first, then the command
+    line), read back from a real sweep; a report older than the sweep (an earlier sweep's, in the same directory)
+    does not count, and a job whose report is gone is "no report"."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    from parity.report.aggregate import aggregate, expected_jobs
+
+    proc = cli("-m", SEARCHPATH, "hydra/sweeper=seeds", "mode=golden", "model=mlp", "golden.overwrite=true",
+               f"golden.root={tmp_path / 'golden'}", "inputs.num_samples=2,3")  # seeds: inputs.seed=1,2
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sweep_dir = tmp_path / "sweep"
+    expected = expected_jobs(OmegaConf.load(sweep_dir / "multirun.yaml"))
+    reports = {r["job"]["num"]: r for r in (json.loads(p.read_text()) for p in sweep_dir.glob("*/report.json"))}
+    assert len(expected) == 4 and {n: r["job"]["overrides"] for n, r in reports.items()} == dict(enumerate(expected))
+    assert expected[1] == ["inputs.seed=1", "mode=golden", "model=mlp", "golden.overwrite=True",
+                           f"golden.root={tmp_path / 'golden'}", "inputs.num_samples=3"]
+    stale = sweep_dir / "1-from-an-earlier-sweep"
+    shutil.copytree(next(sweep_dir.glob("1-*")), stale)
+    os.utime(stale / "report.json", (1000.0, 1000.0))
+    next(sweep_dir.glob("1-mlp*/report.json")).unlink()
+    jobs = {j.num: j for j in aggregate(sweep_dir, "report.json", [], expected).jobs}
+    assert sorted(jobs) == [0, 1, 2, 3] and [jobs[n].verdict.value for n in (0, 2, 3)] == ["PASS"] * 3
+    assert jobs[1].verdict.value == "ERROR" and jobs[1].error.startswith("no report: job 1 ended without writing")
+    assert jobs[1].overrides == tuple(expected[1])
+
+
+def test_a_bad_option_in_a_launched_sweep_stays_a_configuration_error(cli, tmp_path: Path) -> None:
+    """The sweeper validates every job's config before launching: that failure is the user's config, one line,
+    never "no report" rows for a launcher that did not fail."""
+    _plugin("hydra_joblib_launcher", "hydra-joblib-launcher")
+    proc = cli("-m", "hydra/launcher=parity_joblib", "model=mlp", "backend=ort_cpu,nope")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("parity: configuration error: no backend option 'nope'")
+    assert not (tmp_path / "sweep" / "sweep_report.json").exists()

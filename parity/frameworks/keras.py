@@ -181,6 +181,16 @@ class KerasFramework(Framework):
             raise ModelError(f"keras forward failed: {one_line(exc)}") from exc
         return keras_outputs(result, output_names)
 
+    def code_classes(self, model: Any) -> list[type]:
+        """The model's class and every layer's, nested ones included (a SavedModel: its own wrapper only, its
+        graph is in the key through the directory's SHA-256)."""
+        walk = getattr(model, "_flatten_layers", None)  # keras 3: every layer, recursively, the model first
+        try:
+            layers = list(walk(include_self=True, recursive=True)) if walk is not None else [model]
+        except TypeError:
+            layers = [model]
+        return list({type(layer): None for layer in layers})
+
     def module_tree(self, model: Any) -> Any:
         from parity.diagnostics.scopes import flat_tree
 

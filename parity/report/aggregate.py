@@ -112,9 +112,12 @@ def finish_failed_sweep(exc: BaseException) -> bool:
     active = _ACTIVE
     if active is None or active.config is None:
         return False
+    from parity.report import outcome
+
     failure = one_line(exc)
     log.error("the launcher stopped the sweep: %s", failure)
     active.finish(active.config, failure)
+    outcome.record_sweep(2)  # even where every job left a report: the launcher did not finish
     return True
 
 
@@ -126,13 +129,17 @@ def expected_jobs(config: DictConfig) -> list[list[str]] | None:
 
         if not str(config.hydra.sweeper.get("_target_", "")).endswith("BasicSweeper"):
             return None
-        words = list(config.hydra.overrides.task)
-        params = config.hydra.sweeper.get("params") or {}
-        words += [f"{k}={v}" for k, v in params.items()]
-        batches = BasicSweeper.split_arguments(_parsed(words), None)
+        batches = BasicSweeper.split_arguments(_parsed(_sweep_words(config)), None)
         return [list(job) for batch in batches for job in batch]
     except Exception:
         return None
+
+
+def _sweep_words(config: DictConfig) -> list[str]:
+    """The overrides the basic sweeper expands, in its order: hydra.sweeper.params first, then the command line's
+    (which win where both set a key)."""
+    params = config.hydra.sweeper.get("params") or {}
+    return [*(f"{k}={v}" for k, v in params.items()), *config.hydra.overrides.task]
 
 
 def _parsed(words: list[str]) -> list[Any]:
@@ -145,11 +152,8 @@ def sweep_size(config: DictConfig) -> int | None:
     """How many jobs the basic sweeper will launch: the product of the sweep overrides' lengths (command line and
     hydra.sweeper.params); None where that cannot be told (another sweeper, a range it cannot count)."""
     try:
-        words = list(config.hydra.overrides.task)
-        params = config.hydra.sweeper.get("params") or {}
-        words += [f"{k}={v}" for k, v in params.items()]
         total = 1
-        for override in _parsed(words):
+        for override in _parsed(_sweep_words(config)):
             if override.is_sweep_override():
                 total *= len(list(override.sweep_string_iterator()))
         return total
@@ -169,8 +173,8 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]], expect
         for num, overrides in enumerate(expected):
             if num in have:
                 continue
-            found = sorted(sweep_dir.glob(f"{num}-*"))
-            where = found[0] if found else sweep_dir
+            found = sorted(sweep_dir.glob(f"{num}-*"), key=_mtime)  # the newest: an earlier sweep's may be there
+            where = found[-1] if found else sweep_dir
             error = (f"no report: job {num} ended without writing {where / filename if found else filename} "
                      f"(killed, out of memory, or never started{'; see its parity.log' if found else ''})")
             jobs.append({"output_dir": str(where), "num": num, "overrides": list(overrides),
@@ -200,20 +204,35 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]], expect
 
 
 def _on_disk(sweep_dir: Path, filename: str, since: str | None) -> list[dict[str, Any]]:
-    """The jobs whose reports lie in `sweep_dir` (one directory level down), numbered as their reports say;
-    reports created before `since` (an earlier sweep into the same directory) are left out."""
+    """The jobs whose reports lie under `sweep_dir` (at any depth: hydra.sweep.subdir may nest), numbered as their
+    reports say. Reports older than this sweep (an earlier sweep into the same directory) are left out: older
+    than its multirun.yaml, which the sweeper writes before launching (both times from the file system's clock,
+    so hosts whose clocks differ agree), or where there is none, created before `since`."""
+    marker = sweep_dir / "multirun.yaml"
+    cutoff = _mtime(marker) - 2.0 if marker.is_file() else None  # 2 s: file systems with coarse timestamps
     jobs = []
-    for path in sorted(sweep_dir.glob(f"*/{filename}")):
+    for path in sorted(sweep_dir.rglob(filename)):
+        if path.parent == sweep_dir:
+            continue
         try:
             report = json.loads(path.read_text())
             num, created = report["job"].get("num"), report.get("created")
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             report, num, created = None, None, None
-        if since is not None and created is not None and created < since:
+        if cutoff is not None and _mtime(path) < cutoff:
+            continue
+        if cutoff is None and since is not None and created is not None and created < since:
             continue
         jobs.append({"output_dir": str(path.parent), "num": num, "overrides": [], "error": None,
                      "report_data": report})
     return jobs
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def apply_retention(sweep: SweepReport) -> list[dict[str, Any]]:

@@ -38,6 +38,9 @@ class Transform(Plugin):
     takes: ClassVar[str] = "onnx"
     produces: ClassVar[str] = "onnx"
     identity: ClassVar[bool] = False  # True for `none`: the artifact runs as exported
+    # whether the result depends on the calibration samples (the export cache's key then includes them); a
+    # transform of your own is assumed to, unless it says otherwise
+    calibrates: ClassVar[bool] = True
 
     def availability(self) -> str | None:
         try:

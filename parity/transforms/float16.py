@@ -27,6 +27,7 @@ class Float16Transform(Transform):
 
     Config = Float16TransformConfig
     schema = "base_float16_transform"
+    calibrates = False  # the calibration samples do not enter the result
 
     def _apply_impl(self, source: Path, out_dir: Path, calibration: Mapping[str, np.ndarray],
                     batch_size: int | None, input_axes: Mapping[str, int]) -> Path:

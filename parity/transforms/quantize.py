@@ -91,6 +91,7 @@ class DynamicQuantizeTransform(_Quantize):
 
     Config = DynamicQuantizeConfig
     schema = "base_dynamic_quantize_transform"
+    calibrates = False  # the calibration samples do not enter the result
 
     def _apply_impl(self, source: Path, out_dir: Path, calibration: Mapping[str, np.ndarray],
                     batch_size: int | None, input_axes: Mapping[str, int]) -> Path:
