@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -114,8 +115,6 @@ _NOT_IN_KEY = {"name", "probes", "reference_backend", "path", "weights", "weight
 def parity_identity() -> dict[str, str]:
     """parity's version and the SHA-256 of its own source files: any change to parity (its exporters, the
     artifact hashing, the probes wrapper) is a new key."""
-    import hashlib
-
     root = Path(__file__).resolve().parent
     sha = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
@@ -125,8 +124,6 @@ def parity_identity() -> dict[str, str]:
 
 def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
     """SHA-256 of named arrays: name, dtype, shape and bytes of each, in name order."""
-    import hashlib
-
     sha = hashlib.sha256()
     for name in sorted(arrays):
         array = np.ascontiguousarray(arrays[name])
@@ -141,7 +138,6 @@ _FRAMEWORK_PACKAGES = {"torch", "keras", "tensorflow", "tf_keras", "builtins", "
 def code_sha256(builder: Mapping[str, Any], classes: Sequence[type]) -> str:
     """SHA-256 of the source files of the model's builder and of its module classes (framework classes left
     out: their version is in the key)."""
-    import hashlib
     import importlib.util
     import inspect
 

@@ -83,6 +83,9 @@ class ExportCache:
     def entry_dir(self, key: str) -> Path:
         return self.root / key[:2] / key
 
+    def _lock_path(self, key: str) -> Path:
+        return self.root / "locks" / f"{key}.lock"
+
     def get_or_make(self, key: str, target: Path, make: Callable[[], tuple[bool, dict[str, Any], float]],
                     label: str = "") -> tuple[dict[str, Any] | None, Outcome]:
         """The entry's record with its files placed in `target` (a hit), or `make()`'s (a miss).
@@ -197,7 +200,7 @@ class ExportCache:
             log.info("export cache: another job is making %s (key %s…); waiting for it", label or "this artifact",
                      key[:12])
 
-        with _locked(self.root / "locks" / f"{key}.lock", waiting):
+        with _locked(self._lock_path(key), waiting):
             yield time.monotonic() - started
 
     # -- the whole cache
@@ -229,7 +232,7 @@ class ExportCache:
                 break
             if entry["key"] in keep:
                 continue
-            with _locked(self.root / "locks" / f"{entry['key']}.lock", None) as held:
+            with _locked(self._lock_path(entry["key"]), None) as held:
                 if held is False:  # a job is using it
                     continue
                 self._remove(Path(entry["dir"]))

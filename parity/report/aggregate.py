@@ -34,17 +34,14 @@ class AggregateCallback(Callback):
         self.jobs: list[dict[str, Any]] = []
         self.total: int | None = None
         self.started = time.monotonic()
-        self.since: str | None = None  # reports created before the sweep started are an earlier sweep's
         self.expected: list[list[str]] | None = None
         self.config: DictConfig | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from parity.environment import now
-
         global _ACTIVE
         self.expected = expected_jobs(config)
         self.total = len(self.expected) if self.expected is not None else sweep_size(config)
-        self.started, self.since, self.config = time.monotonic(), now(), config
+        self.started, self.config = time.monotonic(), config
         _ACTIVE = self
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -93,7 +90,7 @@ class AggregateCallback(Callback):
         _ACTIVE = None
         settings = report_settings(config)
         sweep_dir = Path(config.hydra.sweep.dir)
-        sweep = aggregate(sweep_dir, settings.filename, self.jobs, self.expected, self.since, failure)
+        sweep = aggregate(sweep_dir, settings.filename, self.jobs, self.expected, failure)
         outcome.record_sweep(sweep.exit_code)  # first: whatever a writer does, the process exits with it
         sweep.retention = apply_retention(sweep)
         if not write_sweep(sweep, settings, sweep_dir):
@@ -108,12 +105,11 @@ def finish_failed_sweep(exc: BaseException) -> bool:
     what the jobs left, every job without a report an ERROR row naming the failure. False when no sweep was
     running (the exception is not a launcher's)."""
     from parity.errors import one_line
+    from parity.report import outcome
 
     active = _ACTIVE
     if active is None or active.config is None:
         return False
-    from parity.report import outcome
-
     failure = one_line(exc)
     log.error("the launcher stopped the sweep: %s", failure)
     active.finish(active.config, failure)
@@ -162,12 +158,12 @@ def sweep_size(config: DictConfig) -> int | None:
 
 
 def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]], expected: list[list[str]] | None = None,
-              since: str | None = None, failure: str | None = None) -> SweepReport:
+              failure: str | None = None) -> SweepReport:
     """The sweep report from the jobs (their reports in memory, else read from disk; found on disk when `jobs`
-    is empty). `expected`: every job's overrides by number; a job with no report (none in memory, none created
-    in `sweep_dir` since `since`) is an ERROR row "no report", with `failure` (why the launcher stopped) if any."""
+    is empty). `expected`: every job's overrides by number; a job with no report (none in memory, none in
+    `sweep_dir` newer than the sweep) is an ERROR row "no report", with `failure` (why the launcher stopped) if any."""
     if not jobs:
-        jobs = _on_disk(sweep_dir, filename, since)
+        jobs = _on_disk(sweep_dir, filename)
     if expected is not None:
         have = {j["num"] for j in jobs}
         for num, overrides in enumerate(expected):
@@ -203,26 +199,22 @@ def aggregate(sweep_dir: Path, filename: str, jobs: list[dict[str, Any]], expect
                        pairwise=pairwise(sources), bench=bench_comparison(sources, sweep_dir), reports=reports)
 
 
-def _on_disk(sweep_dir: Path, filename: str, since: str | None) -> list[dict[str, Any]]:
+def _on_disk(sweep_dir: Path, filename: str) -> list[dict[str, Any]]:
     """The jobs whose reports lie under `sweep_dir` (at any depth: hydra.sweep.subdir may nest), numbered as their
-    reports say. Reports older than this sweep (an earlier sweep into the same directory) are left out: older
-    than its multirun.yaml, which the sweeper writes before launching (both times from the file system's clock,
-    so hosts whose clocks differ agree), or where there is none, created before `since`."""
+    reports say. Reports older than this sweep's multirun.yaml, which the sweeper writes before launching (an
+    earlier sweep's, into the same directory), are left out: both times come from the file system's clock, so
+    hosts whose clocks differ agree."""
     marker = sweep_dir / "multirun.yaml"
     cutoff = _mtime(marker) - 2.0 if marker.is_file() else None  # 2 s: file systems with coarse timestamps
     jobs = []
     for path in sorted(sweep_dir.rglob(filename)):
-        if path.parent == sweep_dir:
+        if path.parent == sweep_dir or (cutoff is not None and _mtime(path) < cutoff):
             continue
         try:
             report = json.loads(path.read_text())
-            num, created = report["job"].get("num"), report.get("created")
+            num = report["job"].get("num")
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            report, num, created = None, None, None
-        if cutoff is not None and _mtime(path) < cutoff:
-            continue
-        if cutoff is None and since is not None and created is not None and created < since:
-            continue
+            report, num = None, None
         jobs.append({"output_dir": str(path.parent), "num": num, "overrides": [], "error": None,
                      "report_data": report})
     return jobs
