@@ -175,3 +175,48 @@ def test_the_error_profile_of_a_small_output_is_unchanged_by_sampling() -> None:
     cand = ref + rng.standard_normal(SAMPLE).astype(np.float32) * 1e-3
     profile = error_profile(ref, cand, TOL)
     assert profile["sample"] is None and sum(profile["counts"]) + profile["zeros"] == SAMPLE
+
+
+def gated_blocks() -> tuple[np.ndarray, np.ndarray]:
+    """Blocks of float32 that take each way through the compiled pass's gates (kernels._pass): every |d| within
+    atol (nothing counted again), some outside, zero references with equal candidates there and with other
+    candidates there, the largest relative error early (raising the floor) and a larger one later."""
+    rng = np.random.default_rng(11)
+    block = compare.BLOCK
+    ref = rng.uniform(1.0, 2.0, 8 * block).astype(np.float32)
+    cand = ref + rng.uniform(-1e-5, 1e-5, ref.size).astype(np.float32)  # within atol everywhere: the gates close
+    cand[0 * block + 5] = ref[0 * block + 5] * 1.5  # a large relative error first
+    cand[1 * block + 7::97] += np.float32(1e-2)  # outside atol + rtol·|r|
+    ref[2 * block + 3::50] = cand[2 * block + 3::50] = 0.0  # zero references, nothing to divide
+    ref[3 * block + 9::40] = 0.0  # zero references, candidates not zero: no relative error there
+    cand[4 * block + 11] = ref[4 * block + 11] * 3.0  # a larger relative error later
+    cand[5 * block + 13] = ref[5 * block + 13] * 2.0  # below the largest so far
+    ref[6 * block + 1::300], cand[6 * block + 1::300] = 0.0, 1e-3  # zeros and a difference above atol
+    cand[7 * block + 15] = ref[7 * block + 15] * (3.0 + 1e-6)  # above the largest by a few float32 ulp
+    return ref, cand
+
+
+@pytest.mark.parametrize("tolerance", [TOL, Tolerance(atol=0.0, rtol=1e-3), Tolerance(atol=1.0, rtol=0.0)])
+def test_the_compiled_pass_gates_agree_with_the_plain_rule(tolerance: Tolerance, which_pass: str) -> None:
+    ref, cand = gated_blocks()
+    want = plain(ref, cand, tolerance)
+    got = difference(ref, cand, tolerance, profile=True) | {"shape": ref.shape}
+    agrees(got, want)
+    mean = difference(ref, cand, Tolerance(atol=tolerance.atol, rtol=tolerance.rtol, check=Check.mean))
+    assert mean["mean_rel"] == pytest.approx(want["mean_rel"], rel=1e-12)
+    assert want["max_rel"] == pytest.approx(2.0 + 1e-6, rel=1e-6) and want["pct_outside"] > 0
+
+
+@pytest.mark.parametrize("n, dtype", [(4 * SAMPLE + 4097, "float32"), (kernels.CHUNK + 5 * 4096 + 3, "float16")])
+def test_the_sample_the_compiled_pass_takes_is_every_kth_element(n: int, dtype: str) -> None:
+    """The pass copies every k-th element while its block is in cache (float16 in chunks of kernels.CHUNK, whose
+    starts are not multiples of k): the same elements as reference.reshape(-1)[::k]."""
+    rng = np.random.default_rng(5)
+    ref = rng.standard_normal(n).astype(dtype)
+    cand = (ref + rng.standard_normal(n) * 1e-3).astype(dtype)
+    step = -(-n // SAMPLE)
+    taken = kernels.difference_pass(ref, cand, 1e-4, 1e-3, step=step)["sample"]
+    assert np.array_equal(taken[0], ref[::step].astype(np.float64))
+    assert np.array_equal(taken[1], cand[::step].astype(np.float64))
+    strided = np.abs(cand[::step].astype(np.float64) - ref[::step])
+    assert difference(ref, cand, TOL)["median_abs"] == float(np.median(strided))
