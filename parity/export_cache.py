@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from parity.paths import sha256_file
+from parity.paths import cache_dir, sha256_file
 
 log = logging.getLogger("parity")
 
@@ -45,8 +45,7 @@ def default_root() -> Path:
     own = os.environ.get("PARITY_EXPORT_CACHE")
     if own:
         return Path(own).expanduser()
-    shared = os.environ.get("PARITY_CACHE")
-    return Path(shared).expanduser() / "exports" if shared else Path.home() / ".cache" / "parity" / "exports"
+    return cache_dir("exports")
 
 
 def digest(value: Any) -> str:

@@ -16,6 +16,9 @@ import.format=onnx_test_data). Every case then runs on any backend in one sweep:
 (--config-dir, not hydra.searchpath: Hydra's glob() lists the options of the config directories it loads from,
 and a search path given as an override is not among them.)
 
+Building every case takes seconds; an index of which onnx module makes which case (under
+parity.paths.cache_dir("onnx-node-tests"), written by the first run) lets later runs build only the chosen ones.
+
 A case parity cannot hold (sequence or optional values, string, float8 or int4 tensors, expected NaN/Inf, more
 than one test data set) is listed with the reason and left out.
 """
@@ -24,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import importlib
 import json
 import logging
 import os
+import pkgutil
 import shutil
 import sys
 import tempfile
@@ -39,22 +44,82 @@ import numpy as np
 from parity import exchange
 from parity.errors import one_line
 from parity.inputs import DTYPES, floating
+from parity.paths import cache_dir
 
 INPUT_SET = "onnx_node"
+log = logging.getLogger(__name__)
 ONNX_RTOL, ONNX_ATOL = 1e-3, 1e-7  # onnx.backend.test.runner's defaults (numpy.testing.assert_allclose)
 
 
-def load_cases() -> list[Any]:
-    """Every node test case onnx builds in memory (its generators warn about the infinities some compute)."""
-    from onnx.backend.test.loader import load_node_model_tests
+def load_cases(patterns: list[str] | None = None) -> list[Any]:
+    """The node test cases onnx builds in memory: every one, or at least those matching `patterns`.
 
+    onnx builds a case when the module defining it is imported (its generators run then, and all of them take
+    several seconds). The first time, every module is imported, one by one, and which module made which case is
+    written to an index (`cache_dir("onnx-node-tests")`, one file per onnx version); later calls with patterns
+    import only the modules that make the matching cases. The generators seed numpy's global generator themselves,
+    so a case is the same however it was loaded."""
+    import onnx
+    from onnx.backend.test.case import node
+
+    index_path = cache_dir("onnx-node-tests") / f"index-onnx-{onnx.__version__}.json"
     with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        return load_node_model_tests()
+        warnings.simplefilter("ignore")  # the generators warn about the infinities some compute
+        index = _read_index(index_path) if patterns is not None else None
+        if index is not None:
+            for module in sorted({m for name, m in index.items() if _matches(name, patterns or [])}):
+                importlib.import_module(module)
+            return list(node._NodeTestCases)
+        made: dict[str, str] = {}
+        _import_all(node, made)
+    _write_index(index_path, made)
+    return list(node._NodeTestCases)
+
+
+def _import_all(package: Any, made: dict[str, str]) -> None:
+    """Import every module below `package` as onnx's own loader does (the ai.onnx.ml cases only where onnx was
+    built with them), noting the module that made each new case."""
+    from onnx.backend.test.case import node
+    from onnx.onnx_cpp2py_export import ONNX_ML
+
+    for _, name, is_package in pkgutil.iter_modules(package.__path__):
+        module_name = f"{package.__name__}.{name}"
+        if not ONNX_ML and module_name.startswith(f"{node.__name__}.ai_onnx_ml"):
+            continue
+        before = len(node._NodeTestCases)
+        module = importlib.import_module(module_name)
+        made.update({case.name: module_name for case in node._NodeTestCases[before:]})
+        if is_package:
+            _import_all(module, made)
+
+
+def _read_index(path: Path) -> dict[str, str] | None:
+    """The case -> module index, or None where there is none (or it is unreadable: it is made again)."""
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return index if isinstance(index, dict) and all(isinstance(v, str) for v in index.values()) else None
+
+
+def _write_index(path: Path, index: dict[str, str]) -> None:
+    """Written aside and renamed into place (concurrent writers write the same content); a cache directory that
+    cannot be written only costs the next call its speed."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(index, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not write the ONNX node test index %s: %s", path, one_line(exc))
+
+
+def _matches(name: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def select(cases: list[Any], patterns: list[str]) -> list[Any]:
-    chosen = [c for c in cases if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+    chosen = [c for c in cases if _matches(c.name, patterns)]
     return sorted(chosen, key=lambda c: c.name)
 
 
@@ -228,14 +293,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the matching cases (all without --cases), import "
                                                             "nothing")
     args = parser.parse_args(argv)
-    cases = load_cases()
+    if not args.cases and not args.list:
+        parser.error("--cases is required: e.g. --cases 'test_abs,test_relu,test_conv*' (or 'test_*' for all)")
+    patterns = [p.strip() for p in (args.cases or "*").split(",") if p.strip()]
+    cases = load_cases(patterns)
     if args.list:
-        for case in select(cases, (args.cases or "*").split(",")):
+        for case in select(cases, patterns):
             print(f"{case.name}: {unsupported(case) or 'supported'}")
         return 0
-    if not args.cases:
-        parser.error("--cases is required: e.g. --cases 'test_abs,test_relu,test_conv*' (or 'test_*' for all)")
-    chosen = select(cases, [p.strip() for p in args.cases.split(",") if p.strip()])
+    chosen = select(cases, patterns)
     if not chosen:
         print(f"parity: no ONNX node test matches {args.cases!r} (see --list)", file=sys.stderr)
         return 2

@@ -41,6 +41,12 @@ def label(value: object, limit: int = 40) -> str:
     return text[:limit]
 
 
+def cache_dir(name: str) -> Path:
+    """parity's cache directory `name`: $PARITY_CACHE/name, else ~/.cache/parity/name."""
+    root = os.environ.get("PARITY_CACHE")
+    return Path(root).expanduser() / name if root else Path.home() / ".cache" / "parity" / name
+
+
 def sha256_file(path: Path) -> str:
     """The SHA-256 of a file's bytes, read in 1 MiB chunks."""
     digest = hashlib.sha256()

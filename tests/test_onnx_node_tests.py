@@ -4,6 +4,7 @@ and run on a backend in one Hydra sweep: a handful of cases here; the full run i
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,44 @@ LEFT_OUT = {"test_equal_string": "element type STRING", "test_reduce_min_empty_s
 
 
 def tool(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The tool in a bare environment, sharing the session's cache (the index of which module makes which case)."""
     return subprocess.run([sys.executable, "-m", "parity.onnx_node_tests", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+                          text=True, timeout=600, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
+                                                       "PARITY_CACHE": os.environ["PARITY_CACHE"]})
+
+
+FINGERPRINTS = """
+import hashlib, json, sys
+from parity.onnx_node_tests import load_cases, select
+patterns = json.loads(sys.argv[1])
+cases = select(load_cases(None if sys.argv[2] == "all" else patterns), patterns)
+def sha(case):
+    digest = hashlib.sha256(case.model.SerializeToString())
+    for inputs, outputs in case.data_sets:
+        for value in [*inputs, *outputs]:
+            numeric = getattr(value, "dtype", object) != object  # an object array's bytes are its pointers
+            digest.update(value.tobytes() if numeric else repr(getattr(value, "tolist", lambda: value)()).encode())
+    return digest.hexdigest()
+print(json.dumps({case.name: sha(case) for case in cases}))
+"""
+
+
+def test_cases_built_from_the_index_are_the_cases_onnx_builds_with_every_module(tmp_path: Path) -> None:
+    """The first load imports every module and writes which made which case; a load of a few cases then imports
+    only their modules (the one of test_conv* also makes other cases: only the matching ones are taken)."""
+    patterns = ["test_abs", "test_conv_with_strides*", "test_equal_string", "test_cast_FLOAT_to_FLOAT8E4M3FN"]
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "PARITY_CACHE": str(tmp_path / "cache")}
+
+    def fingerprints(how: str) -> dict[str, str]:
+        done = subprocess.run([sys.executable, "-c", FINGERPRINTS, json.dumps(patterns), how], capture_output=True,
+                              text=True, timeout=600, env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout)
+
+    every = fingerprints("all")
+    index = json.loads(next((tmp_path / "cache" / "onnx-node-tests").glob("index-onnx-*.json")).read_text())
+    assert len(index) > 1000 and index["test_abs"] == "onnx.backend.test.case.node.abs"
+    assert len(every) == 6 and every == fingerprints("patterns")
 
 
 def test_node_tests_import_as_goldens_and_sweep_on_a_backend(cli, tmp_path: Path) -> None:
@@ -72,7 +109,7 @@ def test_the_tool_lists_cases_and_refuses_an_empty_choice(tmp_path: Path) -> Non
     assert listed.stdout.splitlines() == ["test_abs: supported",
                                           "test_equal_string: input 'x' has element type STRING, which parity "
                                           "cannot compare"]
-    missing = tool("--dir", "x", cwd=tmp_path)
+    missing = tool("--dir", "x", cwd=tmp_path)  # said before any case is built
     assert missing.returncode == 2 and "--cases is required" in missing.stderr
     none = tool("--cases", "test_no_such_operator", cwd=tmp_path)
     assert none.returncode == 2 and "no ONNX node test matches" in none.stderr

@@ -16,13 +16,13 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 from parity.errors import BackendError, ConfigError, one_line
+from parity.paths import cache_dir
 
 log = logging.getLogger("parity")
 
@@ -33,8 +33,7 @@ INSTALL_TIMEOUT_S = 900
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("PARITY_CACHE")
-    return Path(root).expanduser() / "ort-web" if root else Path.home() / ".cache" / "parity" / "ort-web"
+    return cache_dir("ort-web")
 
 
 def package_files(package_dir: str | Path | None = None) -> tuple[Path, Path]:
