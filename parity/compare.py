@@ -222,7 +222,9 @@ class _Sample:
         self.finite = finite & np.isfinite(diff)  # a difference of two huge finite values can overflow
         self.abs = diff[finite]
         nonzero = finite & (self.ref != 0)
-        self.rel = diff[nonzero] / np.abs(self.ref[nonzero])
+        self.rel, below = diff[nonzero], self.ref[nonzero]
+        with np.errstate(over="ignore"):
+            self.rel /= np.abs(below, out=below)  # in place, as _float_diff
         self.diff = diff
 
 
@@ -291,9 +293,13 @@ def _float_diff(reference: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarra
     """Both sides in float64, where both are finite, and |candidate - reference| there (0 elsewhere)."""
     ref = reference.astype(np.float64, copy=False)
     cand = candidate.astype(np.float64, copy=False)
-    finite = np.isfinite(cand) & np.isfinite(ref)
+    finite = np.isfinite(cand)
+    finite &= np.isfinite(ref)
     with np.errstate(over="ignore", invalid="ignore"):
-        diff = np.where(finite, np.abs(cand - ref), 0.0)
+        diff = np.subtract(cand, ref)
+        np.abs(diff, out=diff)  # in place: each new array of a large sample costs its page faults
+    if not finite.all():
+        diff[~finite] = 0.0
     return ref, cand, finite, diff
 
 
@@ -309,7 +315,7 @@ def _profile(p: Mapping[str, Any], sample: _Sample, shape: tuple[int, ...],
         low = max(math.floor(math.log10(float(positive.min()))), -323)
         high = max(math.ceil(math.log10(float(positive.max()))), low + 1)
         bins = min((high - low) * PROFILE_BINS_PER_DECADE, PROFILE_MAX_BINS)
-        hist, exps = np.histogram(np.clip(np.log10(positive), low, high), bins=bins, range=(low, high))
+        hist, exps = _histogram(np.clip(np.log10(positive), low, high), bins, low, high)
         # the top edge of differences near float64's max would be 1e309 = inf, which JSON cannot hold
         edges = [float(10.0 ** e) if e <= 308 else sys.float_info.max for e in exps]
         counts = [int(c) for c in hist]
@@ -324,6 +330,16 @@ def _profile(p: Mapping[str, Any], sample: _Sample, shape: tuple[int, ...],
     return {"edges": edges, "counts": counts, "sample": SAMPLE if sample.sampled else None,
             "zeros": int(counts_all[N_ZEROS]), "nonfinite": int(counts_all[N_INF_KEY]),
             "worst": worst}
+
+
+def _histogram(values: np.ndarray, bins: int, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """np.histogram(values, bins=bins, range=(low, high)) of values within [low, high]: the same edges, and in bin i
+    the values with edges[i] <= v < edges[i + 1] (the last bin also holds v == high), counted on the sorted values
+    by one search per edge (a third of np.histogram's time on 65 536 values)."""
+    edges = np.linspace(low, high, bins + 1)
+    at = np.searchsorted(np.sort(values), edges, side="left")
+    at[-1] = values.size  # the last bin is closed
+    return np.diff(at), edges
 
 
 def _worst_elements(p: Mapping[str, Any], k: int) -> list[tuple[int, float, float, float]]:
@@ -352,6 +368,8 @@ def _worst_elements(p: Mapping[str, Any], k: int) -> list[tuple[int, float, floa
 def _first_largest(values: np.ndarray, k: int) -> np.ndarray:
     """The indices of the k largest values (no NaN), largest first, ties by index: as
     np.lexsort((np.arange(values.size), -values))[:k], sorting only the values not below the k-th largest."""
+    if k <= 0:
+        return np.empty(0, dtype=np.intp)
     if values.size <= k:
         return np.lexsort((np.arange(values.size), -values))
     at_least = np.partition(values, values.size - k)[values.size - k]

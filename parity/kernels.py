@@ -6,12 +6,13 @@ and returns the sums, counts and extremes every difference statistic is made of,
 how many elements of each block are non-finite (the worst element and the profile's worst elements are then found
 by re-reading only the blocks that can hold them), and every k-th element for the sampled statistics, copied while
 its block is in cache. Nothing is allocated per element: the extra memory is 16 bytes per block (1/256 of a float32
-output) and the sample.
+output) and the sample (two float64 values per step-th element; compare.difference takes at most SAMPLE).
 
 Arithmetic is float64 throughout, as numpy's would be: each element is widened to float64, |c - r|, |r|, the
 relative error |c - r| / |r| and the elementwise rule atol + rtol·|r| are computed exactly as the plain numpy
-expressions compute them; only the order of the float64 additions differs (blockwise, in SIMD lanes), which moves
-sums by a few units in the last place. Maxima are taken on the IEEE bit patterns of non-negative doubles (an integer
+expressions compute them (the rule's product is rounded before the sum: no fused multiply-add there); only the
+order of the float64 additions differs (blockwise, in SIMD lanes), which moves sums by a few units in the last
+place. Maxima are taken on the IEEE bit patterns of non-negative doubles (an integer
 max, which the vectoriser can use, where a float max with NaN semantics stays scalar).
 
 How it keeps up with memory (on one core, 2 × 128 MiB float32 in about 20 ms, where reading them alone takes about
@@ -24,7 +25,9 @@ cache, only where those say it must be:
 - some |d| exceeds atol: the elements outside atol + rtol·|r| are counted (none can be where no |d| exceeds atol);
 - some reference is zero: the non-zero references are counted, and which |d| exceed the floor times |r|;
 - some |d| exceeds the floor times a non-zero |r|: the relative errors are divided out (a division per element
-  would halve the pass), and always where `every_rel` asks for their sum (mean_rel).
+  would halve the pass), and always where `every_rel` asks for their sum (mean_rel). Where floor·|r| can be
+  subnormal (|r| below ~1e-308 / floor), rounding there is absolute and could reach |d|: such a block's elements
+  are tested again with |d| >= fl(floor·|r|), which misses none.
 The loop over the block runs in short runs, each first hinting the run a little further on into the cache
 (llvm.prefetch): the CPU's own prefetcher does not keep ahead of a loop this heavy, which ran at a third of the
 speed without the hints.
@@ -55,8 +58,12 @@ _NATIVE = frozenset("?bBhHiIlLqQfd")  # numpy type chars numba reads (not float1
 
 EPS = float(np.finfo(np.float64).eps)
 _INF_BITS = 0x7FF0000000000000  # +inf's bit pattern: above every finite non-negative double's
-RUN = 128  # elements summed by one call of _finite_sums (measured: 64 to 256 were within 10 %)
-AHEAD = 512  # how far ahead (elements) each run prefetches: about what memory delivers while a run is summed
+# below this, floor·|r| may be subnormal, where rounding is no longer relative and can reach |d| itself
+_PRODUCTS_EXACT = 4.0 * float(np.finfo(np.float64).tiny)
+# the elementwise rule atol + rtol·|r| as numpy rounds it: the product first (no fused multiply-add)
+_UNFUSED = {**_JIT, "fastmath": _FAST - {"contract"}}
+RUN = 192  # elements summed by one call of _finite_sums (measured here: 128 to 256 within 8 %, 192 the fastest)
+AHEAD = 768  # how far ahead (elements) each run prefetches: about what memory delivers while a run is summed
 
 
 @intrinsic
@@ -156,7 +163,7 @@ def _block_sums(ref: Any, cand: Any, start: int, stop: int, floor: float) -> Any
     return s_abs, s_sq, s_rr, s_cc, s_rc, zeros, top, low, above
 
 
-@njit(**_JIT)
+@njit(**_UNFUSED)
 def _outside(ref: Any, cand: Any, atol: float, rtol: float) -> int:
     """How many elements of one block (all finite) have |d| > atol + rtol·|r|."""
     outside = 0
@@ -168,13 +175,16 @@ def _outside(ref: Any, cand: Any, atol: float, rtol: float) -> int:
 
 @njit(**_JIT)
 def _nonzero(ref: Any, cand: Any, floor: float) -> Any:
-    """Of one block (all finite): the references that are not zero, and how many of those have |d| > floor·|r|."""
+    """Of one block (all finite): the references that are not zero, and how many of those have a non-zero |d| of at
+    least fl(floor·|r|): every element whose |d| / |r| can exceed the largest so far, also where floor·|r| is
+    subnormal and rounds up to |d|."""
     nonzero = hits = 0
     for i in range(ref.size):
         r = np.float64(ref[i])
         a = abs(r)
         nonzero += a > 0.0
-        hits += (abs(np.float64(cand[i]) - r) > floor * a) & (a > 0.0)
+        d = abs(np.float64(cand[i]) - r)
+        hits += (d >= floor * a) & (d > 0.0) & (a > 0.0)
     return nonzero, hits
 
 
@@ -194,7 +204,7 @@ def _relative(ref: Any, cand: Any) -> Any:
     return s_rel, _float(rel_top)
 
 
-@njit(**_JIT)
+@njit(**_UNFUSED)
 def _block_masked(ref: Any, cand: Any, atol: float, rtol: float) -> Any:
     """One block's sums over the elements finite on both sides (the plain rule: non-finite ones count as d = 0 and
     as outside), all in float64; also the non-finite counts, and the elements whose profile key is +inf
@@ -253,14 +263,19 @@ def _pass(ref: Any, cand: Any, atol: float, rtol: float, every_rel: bool, first_
         stop = min(n, start + BLOCK)
         r = ref[start:stop]
         c = cand[start:stop]
-        floor = max_rel * (1.0 - 4.0 * EPS)  # never above the true product: no larger quotient missed
+        floor = max_rel * (1.0 - 4.0 * EPS)  # fl(floor·|r|) < |d| wherever |d| / |r| > max_rel, |r| not tiny
         # first as if every element were finite; the sums of squares are finite exactly when every value is
         b_abs, b_sq, rr, cc, rc, zeros, top, low, above = _block_sums(ref, cand, start, stop, floor)
         if np.isfinite(rr) and np.isfinite(cc):
             # nothing is outside where no |d| exceeds atol (atol + rtol·|r| >= atol); no reference is zero where
             # the smallest |r| is positive, and then `above` alone says whether a quotient can exceed the floor
             outside = _outside(r, c, atol, rtol) if _float(top) > atol else 0
-            b_rel, hits = (stop - start, int(above > 0)) if low > 0 else _nonzero(r, c, floor)
+            if low == 0:
+                b_rel, hits = _nonzero(r, c, floor)
+            else:  # above alone is exact while floor·|r| is a normal number (or floor is 0) for every element
+                b_rel = stop - start
+                tiny = 0.0 < floor * _float(low) < _PRODUCTS_EXACT
+                hits = int(above > 0 or (tiny and _nonzero(r, c, floor)[1] > 0))
             b_srel, rel_top = _relative(r, c) if hits or every_rel else (0.0, 0.0)
             finite, ref_bad, cand_bad, inf_key = stop - start, 0, 0, 0
         else:

@@ -220,3 +220,29 @@ def test_the_sample_the_compiled_pass_takes_is_every_kth_element(n: int, dtype: 
     assert np.array_equal(taken[1], cand[::step].astype(np.float64))
     strided = np.abs(cand[::step].astype(np.float64) - ref[::step])
     assert difference(ref, cand, TOL)["median_abs"] == float(np.median(strided))
+
+
+def test_a_relative_error_where_floor_times_the_reference_is_subnormal_is_not_missed() -> None:
+    """After 1.6 / 1 the floor is about 0.6; 0.6 · 1.5e-323 = 9e-324 rounds up to the subnormal 1e-323, which is |d|
+    itself: the strict test |d| > fl(floor·|r|) would miss the relative error 2/3 in that block (found by review)."""
+    ref, cand = np.ones(SAMPLE + 1), np.ones(SAMPLE + 1)
+    cand[0] = 1.6
+    ref[4097], cand[4097] = 1.5e-323, 2.5e-323
+    want = plain(ref, cand, TOL)
+    got = difference(ref, cand, TOL, profile=True) | {"shape": ref.shape}
+    agrees(got, want, sampled=True)
+    assert got["max_rel"] == want["max_rel"] == pytest.approx(2 / 3)
+    assert not Tolerance(atol=0.0, rtol=0.65, check=Check.max).accepts(got)
+
+
+def test_the_elementwise_rule_rounds_the_product_first_as_numpy_does(which_pass: str) -> None:
+    """atol + rtol·|r| fused into one multiply-add rounds once, where numpy rounds rtol·|r| first: on these values
+    the two sides of |d| <= atol + rtol·|r| differ (found by review)."""
+    ref = np.full(5000, 1.1441596127196338)
+    cand = np.full(5000, 1.587407496535524)
+    tolerance = Tolerance(atol=0.1, rtol=0.3)
+    got = difference(ref, cand, tolerance, profile=True) | {"shape": ref.shape}
+    agrees(got, plain(ref, cand, tolerance))
+    assert got["pct_outside"] == 0.0
+    cand[7] = np.nan  # the masked block's own count of the rule, too
+    agrees(difference(ref, cand, tolerance, profile=True) | {"shape": ref.shape}, plain(ref, cand, tolerance))
