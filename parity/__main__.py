@@ -94,13 +94,12 @@ def main() -> None:
         from parity.report.aggregate import finish_failed_sweep
 
         config_fault = isinstance(exc, (HydraException, OmegaConfBaseException, ConfigError))
-        if not config_fault and finish_failed_sweep(exc):  # a launcher that lost jobs: the table still says which
-            if user_full_error:
-                raise
-            sys.exit(outcome.exit_code())
+        lost_jobs = not config_fault and finish_failed_sweep(exc)  # a launcher's: the table still says which
         if user_full_error:
             raise
-        if isinstance(exc, (HydraException, OmegaConfBaseException, ConfigError)):
+        if lost_jobs:
+            sys.exit(outcome.exit_code())
+        if config_fault:
             sys.stderr.write(f"parity: configuration error: {config_error_line(exc)}\n")
         elif isinstance(exc, ParityError):
             sys.stderr.write(f"parity: {one_line(exc)}\n")
