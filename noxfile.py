@@ -46,10 +46,12 @@ COMMON = [
     "hydra-joblib-launcher==1.2.0",
     "hydra-submitit-launcher==1.2.0",
     "submitit==1.5.4",
+    "nox==2026.10.20",  # tests only: tests/test_environment.py runs noxfile.py's extras step under real nox
 ]
 CPU = ["torch==2.13.0", "onnxruntime==1.32.0", *COMMON]
-# Optional extras (pyproject's [tf] and [openvino]). tests_cpu installs the ones it can and says which it skipped;
-# their tests skip with the reason where an extra is missing. PARITY_EXTRAS picks them (comma-separated, "" = none).
+# Optional extras (pyproject's [tf], [openvino], [opencv], [ray]). tests_cpu installs each one asked for and fails,
+# naming it, where one does not install: CI covers them all, so a broken install must never turn their tests into
+# SKIPs behind a green run. PARITY_EXTRAS narrows them (comma-separated, "" = none); tests of one left out skip.
 EXTRAS = {
     "tf": ["tensorflow-cpu==2.21.0", "keras==3.15.1", "tf2onnx==1.17.0"],  # checked with onnx 1.23.2, protobuf 7
     "openvino": ["openvino==2026.4.1"],
@@ -68,21 +70,21 @@ def _install(session: nox.Session, pins: list[str]) -> None:
     session.install("--no-deps", "-e", ".")
 
 
-def _install_extras(session: nox.Session) -> None:
-    """Install each requested extra; one that fails to install is reported and its tests skip, never hidden."""
+def _install_extras(session: nox.Session) -> list[str]:
+    """Install each requested extra; one that fails to install fails the session, naming it. Returns those installed."""
     wanted = [e for e in os.environ.get("PARITY_EXTRAS", ",".join(EXTRAS)).split(",") if e]
     unknown = [e for e in wanted if e not in EXTRAS]
     if unknown:
         session.error(f"PARITY_EXTRAS names unknown extras {unknown} (known: {', '.join(EXTRAS)})")
-    installed, skipped = [], [e for e in EXTRAS if e not in wanted]
     for extra in wanted:
         try:
             session.install(*EXTRAS[extra])
-            installed.append(extra)
         except nox.command.CommandFailed:
-            session.warn(f"extra '{extra}' could not be installed here; its tests will skip with the reason")
-            skipped.append(extra)
-    session.log(f"extras installed: {', '.join(installed) or 'none'}; skipped: {', '.join(skipped) or 'none'}")
+            session.error(f"extra '{extra}' failed to install ({' '.join(EXTRAS[extra])}): its tests would all SKIP; "
+                          f"fix the install, or leave it out on purpose with PARITY_EXTRAS")
+    left_out = [e for e in EXTRAS if e not in wanted]
+    session.log(f"extras installed: {', '.join(wanted) or 'none'}; left out (PARITY_EXTRAS): {', '.join(left_out) or 'none'}")
+    return wanted
 
 
 def _require_gpu(session: nox.Session) -> None:
@@ -91,12 +93,14 @@ def _require_gpu(session: nox.Session) -> None:
         session.skip("no NVIDIA GPU on this machine (no nvidia-smi, no /dev/nvidia0): GPU sessions skipped")
 
 
-def tests_impl(session: nox.Session, pins: list[str], *pytest_args: str, extras: bool = False) -> None:
-    """Install one profile (and the optional extras) and run the suite; the committed goldens are read-only."""
+def tests_impl(session: nox.Session, pins: list[str], *pytest_args: str, extras: bool = False,
+               require: tuple[str, ...] = ()) -> None:
+    """Install one profile (and the optional extras) and run the suite; the committed goldens are read-only.
+    PARITY_REQUIRE names what this session installed: tests/test_environment.py fails, naming it, where one is not
+    importable (an install that "succeeded" but left a broken package would otherwise only skip its tests)."""
     _install(session, pins)
-    if extras:
-        _install_extras(session)
-    env = {"PARITY_READONLY_GOLDENS": str(ROOT / "golden")}
+    required = [*require, *(_install_extras(session) if extras else [])]
+    env = {"PARITY_READONLY_GOLDENS": str(ROOT / "golden"), "PARITY_REQUIRE": ",".join(required)}
     session.run("python", "-m", "pytest", *pytest_args, *session.posargs, env=env)
 
 
@@ -110,15 +114,22 @@ def tests_cpu(session: nox.Session) -> None:
 def tests_gpu(session: nox.Session) -> None:
     """The suite on the GPU profile (torch 2.14.1 CUDA, onnxruntime-gpu); skips without a GPU."""
     _require_gpu(session)
-    tests_impl(session, GPU)
+    tests_impl(session, GPU, require=("onnxruntime-gpu",))
+
+
+# The GPU profile's device-free tests, in CI: onnxruntime-gpu on a machine without a GPU lists the CUDA and TensorRT
+# providers but cannot load them, the case where a run silently falls back to the CPU. torch is the CPU build: the
+# CUDA build is several GB, and without a device both take the same paths (torch.cuda.is_available() is False).
+GPU_PROFILE_TESTS = ["tests/test_environment.py", "tests/test_gpu_backends.py", "tests/test_gpu.py",
+                     "tests/test_exporters_backends.py"]
 
 
 @nox.session(python=PYTHON)
 def tests_gpu_profile(session: nox.Session) -> None:
-    """The GPU profile's CPU-runnable tests on any machine, GPU or not: among them the provider-fallback check
-    (onnxruntime-gpu without a usable GPU silently runs on CPU, and parity must say ERROR). Several GB of CUDA
-    wheels: not part of CI."""
-    tests_impl(session, GPU, "-m", "not gpu")
+    """The GPU profile's tests that need no device, on any machine (CI runs it): onnxruntime-gpu without a usable GPU
+    must make parity say ERROR for a provider that did not load, and SKIP ort_trt without the TensorRT libraries."""
+    tests_impl(session, ["torch==2.13.0", "onnxruntime-gpu==1.31.1", *COMMON], *GPU_PROFILE_TESTS,
+               require=("onnxruntime-gpu",))
 
 
 @nox.session(python=PYTHON)

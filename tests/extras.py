@@ -12,9 +12,17 @@ def _missing(*modules: str) -> list[str]:
     return [m for m in modules if importlib.util.find_spec(m) is None]
 
 
-_TF = _missing("tensorflow", "keras", "tf2onnx")
-_OV = _missing("openvino")
-_CV = _missing("cv2")
+# the modules each optional extra (noxfile.py's EXTRAS, pyproject's extras) and profile package provides
+EXTRA_MODULES = {
+    "tf": ("tensorflow", "keras", "tf2onnx"),
+    "openvino": ("openvino",),
+    "opencv": ("cv2",),
+    "ray": ("ray", "hydra_plugins.hydra_ray_launcher"),
+    "onnxruntime-gpu": ("onnxruntime",),
+}
+_TF = _missing(*EXTRA_MODULES["tf"])
+_OV = _missing(*EXTRA_MODULES["openvino"])
+_CV = _missing(*EXTRA_MODULES["opencv"])
 
 needs_tf = pytest.mark.skipif(bool(_TF), reason=f"the `tf` extra is not installed here (missing: {', '.join(_TF)})")
 needs_openvino = pytest.mark.skipif(bool(_OV), reason="the `openvino` extra is not installed here")
