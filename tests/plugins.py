@@ -87,6 +87,13 @@ class PerturbingExporter(TorchScriptExporter):
         return path
 
 
+class NumericVersionExporter(TorchScriptExporter):
+    """The torchscript exporter reporting a version as a number: a plugin's slip that breaks the report schema."""
+
+    def versions(self) -> dict[str, Any]:
+        return {**super().versions(), "torch": 2.13}
+
+
 class ExampleRecordingExporter(TorchScriptExporter):
     """The torchscript exporter, keeping the example it traced beside the artifact (example.npz)."""
 

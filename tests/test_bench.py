@@ -12,6 +12,7 @@ import pytest
 from parity.bench import measure
 from parity.report.schema import REPORT_SCHEMA, SWEEP_SCHEMA, validate
 from parity.timing import comparison, latency_stats, median_error, stability
+from tests.conftest import GOLDEN, SEARCHPATH
 
 
 def test_statistics_follow_the_documented_percentile_definition() -> None:
@@ -107,6 +108,25 @@ def test_tiny_real_bench_on_mlp(run_parity, tmp_path: Path) -> None:
     validate(report, REPORT_SCHEMA)
 
 
+@pytest.mark.parametrize("limits, unstable", [((1.0, 0.0), True), ((1e9, 1e9), False)])
+def test_a_real_bench_flags_unstable_sizes_by_its_configured_limits(run_parity, capsys, limits, unstable) -> None:
+    """Real timings are never all equal: CV > 0 and p99 > median's 1x. At limits (1, 0) every size is UNSTABLE,
+    with the reason in the report and under the table; at 1e9 none is."""
+    ratio, cv = limits
+    report, code = run_parity(["mode=bench", "model=mlp", "bench.batch_sizes=[1,8]", "bench.runs=20",
+                               "bench.min_seconds=0", "bench.warmup_runs=1", "bench.plot=false",
+                               f"bench.unstable_p99_ratio={ratio}", f"bench.unstable_cv={cv}"])
+    assert code == 0, report
+    results = report["bench"]["results"]
+    out = capsys.readouterr().out
+    assert [r["unstable"] for r in results] == [unstable, unstable]
+    if unstable:
+        assert all(r["unstable_reason"].startswith(("p99/median ", "CV ")) for r in results)
+        assert out.count("UNSTABLE") >= 2 and "b=1 unstable: " in out and "b=8 unstable: " in out
+    else:
+        assert all(r["unstable_reason"] == "" for r in results) and "UNSTABLE" not in out
+
+
 def test_verify_plus_bench_marks_a_backend_that_fails_parity(run_parity, capsys) -> None:
     report, code = run_parity(["mode=verify+bench", "model=mlp", "exporter=torchscript",
                                "exporter._target_=tests.plugins.PerturbingExporter",
@@ -143,3 +163,22 @@ def test_sweep_comparison_table_and_plot(cli, tmp_path: Path) -> None:
         if row["winner"] is None:
             assert "no significant difference (" in proc.stdout
     assert Path(table["plot"]).is_file() and "== latency: mlp, median ms by batch size" in proc.stdout
+
+
+def test_a_sweep_never_crowns_a_backend_that_failed_parity_and_exits_on_the_worst_job(cli, tmp_path: Path) -> None:
+    """ONNX Runtime on a planted wrong export (the first job) against eager torch (the last, which passes): the
+    failed backend is shown but never wins, and the sweep's verdict and exit code are the first job's FAIL."""
+    sweep = tmp_path / "s"
+    proc = cli("-m", SEARCHPATH, "mode=verify+bench", "model=mlp", "exporter=perturbing", "backend=ort_cpu,torch_cpu",
+               "bench.batch_sizes=[1,16]", "bench.runs=10", "bench.min_seconds=0", "bench.plot=false",
+               f"golden.root={GOLDEN}", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    document = json.loads((sweep / "sweep_report.json").read_text())
+    assert [job["verdict"] for job in document["jobs"]] == ["FAIL", "PASS"]
+    assert document["verdict"] == "FAIL" and document["exit_code"] == 1
+    (table,) = document["bench"]
+    assert table["backends"] == ["perturbing×ort_cpu", "torch_cpu"] and table["excluded"] == ["perturbing×ort_cpu"]
+    assert [r["winner"] for r in table["rows"]] == ["torch_cpu", "torch_cpu"]  # the only one left to win
+    assert all(r["medians_ms"]["perturbing×ort_cpu"] > 0 for r in table["rows"])  # still measured and shown
+    assert "failed parity, never a winner: perturbing×ort_cpu" in proc.stdout
+    assert "perturbing×ort_cpu (parity FAILED)" in proc.stdout

@@ -17,5 +17,16 @@ def test_torch_cuda_matches_the_cpu_golden(run_parity) -> None:
 
 
 def test_torch_cuda_leaves_the_cpu_reference_on_cpu(run_parity) -> None:
+    """The reference check runs the source model on the CPU even where the backend moved a copy to the GPU: its
+    numbers are bit for bit those of a torch_cpu job, batch by batch, while the backend's ran on cuda:0."""
+    on_cpu, _ = run_parity(["model=mlp", "backend=torch_cpu", "inputs.batch_sizes=[2,4]"])
     report, code = run_parity(["model=mlp", "backend=torch_cuda", "inputs.batch_sizes=[2,4]"])
     assert code == 0 and [c["verdict"] for c in report["checks"]] == ["PASS"] * 4
+    assert [(c["check"], c["batch_size"]) for c in report["checks"]] == \
+        [("reference", 2), ("backend", 2), ("reference", 4), ("backend", 4)]
+
+    def reference_metrics(r: dict) -> list[dict]:
+        return [c["outputs"][0]["metrics"] for c in r["checks"] if c["check"] == "reference"]
+
+    assert reference_metrics(report) == reference_metrics(on_cpu)
+    assert report["backend"]["runtime"]["device"] == "cuda:0" and on_cpu["backend"]["runtime"]["device"] == "cpu"

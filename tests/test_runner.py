@@ -193,6 +193,29 @@ def test_report_schema_rejects_a_broken_report(run_parity) -> None:
     assert load_schema(REPORT_SCHEMA)["properties"]["schema"]["const"] == report["schema"] == "parity.report/v2"
 
 
+def test_a_report_breaking_its_schema_is_an_error_and_never_written(run_parity, tmp_path: Path) -> None:
+    """An exporter plugin recording a version as a number: the job's report fails the schema, so the job is an
+    ERROR naming it, the document is kept as evidence, and no machine-read report.json is written."""
+    report, code = run_parity(["model=mlp", "exporter=torchscript",
+                               "exporter._target_=tests.plugins.NumericVersionExporter"])
+    evidence = tmp_path / "run" / "report.json.invalid"
+    assert code == 2 and report["verdict"] == "ERROR", report
+    assert report["error"].startswith("internal error: the report failed its schema "
+                                   "(2.13 is not of type 'string' at $.exports[0].versions.torch)")
+    assert report["error"].endswith(f"kept at {evidence}")
+    assert json.loads(evidence.read_text())["exports"][0]["versions"]["torch"] == 2.13
+    assert not (tmp_path / "run" / "report.json").exists()
+
+
+def test_the_terminal_says_what_really_ran(run_parity, capsys) -> None:
+    import onnxruntime as ort
+
+    report, code = run_parity(["model=mlp", "inputs.batch_sizes=[2]"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and report["backend"]["runtime"]["providers_active"] == ["CPUExecutionProvider"]
+    assert f"ran on: onnxruntime {ort.__version__}, providers CPUExecutionProvider, device CPU" in lines
+
+
 def test_report_json_on_disk_matches(run_parity, tmp_path: Path) -> None:
     report, _ = run_parity(["model=mlp"])
     on_disk = json.loads((tmp_path / "run" / "report.json").read_text())

@@ -141,5 +141,7 @@ def _schema_problem(document: dict[str, Any], schema: str, evidence: Path) -> st
         validate(document, schema)
     except Exception as exc:
         evidence.write_text(json.dumps(document, indent=2, default=str))
-        return f"internal error: the report failed its schema ({one_line(exc)}); kept at {evidence}"
+        where = getattr(exc, "json_path", None)  # jsonschema's ValidationError: where in the document
+        why = f"{' '.join(exc.message.split())} at {where}" if where and hasattr(exc, "message") else one_line(exc)
+        return f"internal error: the report failed its schema ({why}); kept at {evidence}"
     return None
