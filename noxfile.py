@@ -83,7 +83,8 @@ def _install_extras(session: nox.Session) -> list[str]:
             session.error(f"extra '{extra}' failed to install ({' '.join(EXTRAS[extra])}): its tests would all SKIP; "
                           f"fix the install, or leave it out on purpose with PARITY_EXTRAS")
     left_out = [e for e in EXTRAS if e not in wanted]
-    session.log(f"extras installed: {', '.join(wanted) or 'none'}; left out (PARITY_EXTRAS): {', '.join(left_out) or 'none'}")
+    session.log(f"extras installed: {', '.join(wanted) or 'none'}; "
+                f"left out (PARITY_EXTRAS): {', '.join(left_out) or 'none'}")
     return wanted
 
 
