@@ -220,6 +220,9 @@ def localize(plan: JobPlan, cache: ArtifactCache, golden_inputs: Any, report: Jo
     if kind == "auto":
         fault = report.fault.fault_class if report.fault is not None else None
         kind = {"conversion": "source", "runtime": "all"}.get(fault or "", "none")
+        if kind == "none":
+            log.info("localize=auto: nothing to localise (%s)",
+                     f"fault class {fault}: neither the conversion nor the runtime" if fault else "no FAIL")
     batch = report.fault.batch_size if report.fault is not None and report.fault.batch_size in cache.sizes else first
     if kind == "all":
         report.localization = run_localization(plan, cache, golden_inputs, batch, work_dir / "localize")

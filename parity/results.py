@@ -284,7 +284,9 @@ class LocalizationReport(Record):
     tensor_errors: dict[str, float | None] = field(default_factory=dict)  # runtime: max abs per tensor (overlay)
 
     def to_dict(self) -> dict[str, Any]:
-        keep = ("first_divergent", "error", "culprit", "kind")
+        # null where it says something: no divergent node, no culprit; for localize=source no module exceeding
+        keep = ("first_divergent", "error", "culprit", "kind", *(("first_exceeding",) if self.kind == "conversion"
+                                                                 else ()))
         return {k: v for k, v in super().to_dict().items() if k != "tensor_errors" and (
             (v is not None and v != () and v != {} and v != []) or k in keep)}
 
