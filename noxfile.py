@@ -160,3 +160,15 @@ def benchmark(session: nox.Session) -> None:
 
 def _threads() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+@nox.session(python=PYTHON)
+def mutation(session: nox.Session) -> None:
+    """Mutation testing (mutmut) of the core rules: comparison, golden store, verdicts and exit codes, sweep
+    aggregation ([tool.mutmut] in pyproject.toml). Not part of CI (tens of minutes); the last run's score and
+    survivors are in docs/mutation.md. parity itself is not installed: the tests import the mutated copy."""
+    session.install(*CPU, "mutmut==3.8.1")
+    shutil.rmtree(ROOT / "mutants", ignore_errors=True)  # a fresh run: results of an older tree are not reused
+    env = {"PARITY_READONLY_GOLDENS": str(ROOT / "golden"), "PYTHONHASHSEED": "0"}
+    session.run("mutmut", "run", *session.posargs, env=env)
+    session.run("python", "benchmarks/mutation.py", env=env)  # the score and survivors: docs/mutation.md

@@ -175,3 +175,41 @@ def test_the_error_profile_counts_every_element_once_and_lists_the_worst_first()
     same = error_profile(golden, golden)
     assert same["counts"] == [] and same["zeros"] == golden.size
     assert error_profile(np.array(2.0), np.array(2.5))["worst"][0]["index"] == []  # a 0-d output
+
+
+# -- each rule at its boundary (found by mutation testing: docs/mutation.md) ------------------------------------
+
+CLEAN = {"nonfinite": 0, "golden_nonfinite": 0}
+
+
+@pytest.mark.parametrize("check, stats, atol, rtol, passes", [
+    (Check.elementwise, {"pct_outside": 0.0}, 0, 0, True),
+    (Check.elementwise, {"pct_outside": 0.1, "max_abs": 1.0, "worst_index": [3]}, 0, 0, False),  # 1 in 1000
+    (Check.l2_rel, {"l2_rel": 0.01}, 0, 0.01, True),  # at the limit: within
+    (Check.l2_rel, {"l2_rel": 0.0100001}, 0, 0.01, False),
+    (Check.max, {"max_abs": 1e-3, "max_rel": 9.0}, 1e-3, 0.0, True),  # |d| at atol
+    (Check.max, {"max_abs": 9.0, "max_rel": 1e-2}, 0.0, 1e-2, True),  # |d|/|r| at rtol
+    (Check.max, {"max_abs": 1.1e-3, "max_rel": 1.1e-2}, 1e-3, 1e-2, False),  # past both
+    (Check.mean, {"mean_abs": 2e-3, "mean_rel": 1e-2}, 1e-3, 1e-2, True),
+    (Check.median, {"median_abs": 2e-3, "median_rel": 2e-2}, 1e-3, 1e-2, False),
+])
+def test_each_check_at_its_limit(check: Check, stats: dict, atol: float, rtol: float, passes: bool) -> None:
+    assert Tolerance(atol=atol, rtol=rtol, check=check).accepts({**CLEAN, **stats}) is passes
+
+
+def test_elementwise_without_the_count_of_elements_outside_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match=r"^elementwise needs difference\(\.\.\., tolerance\) to count the elements "
+                                         r"outside$"):
+        TOL.violations({**CLEAN, "pct_outside": None})
+
+
+def test_classification_limits_at_their_boundary_and_their_messages() -> None:
+    tol = Tolerance(atol=1.0, rtol=1.0, check=Check.max, min_top1_agreement=0.9, max_prob_diff_pp=1.0)
+    stats = {**CLEAN, "max_abs": 0.0, "max_rel": 0.0}
+    assert tol.accepts(stats, {"top1_agreement": 0.9, "prob_diff_max_pp": 1.0})  # both at their limit: within
+    assert tol.violations(stats, {"top1_agreement": 0.875, "prob_diff_max_pp": 1.5}) == [
+        "top-1 agreement 87.50% < 90.00%", "probability diff 1.5 pp > 1 pp"]
+    assert not tol.accepts(stats, {"top1_agreement": 1.0, "prob_diff_max_pp": 1.01})
+    assert tol.accepts(stats)  # no classification scores: nothing to judge them by
+    assert Tolerance(atol=1.0, rtol=1.0, check=Check.max).accepts(stats, {"top1_agreement": 0.0,
+                                                                          "prob_diff_max_pp": 99.0})
