@@ -51,7 +51,7 @@ def main() -> None:
             continue
         modules[str(path)] = dict(counts)
         for name, code in sorted(data.exit_code_by_key.items()):
-            if status_by_exit_code[code] in ("survived", "no tests", "timeout", "suspicious"):
+            if status_by_exit_code[code] in ("survived", "no tests", "timeout", "suspicious", "segfault"):
                 diff = get_diff_for_mutant(name, path=path)
                 survivors.append({"mutant": name, "status": status_by_exit_code[code], "change": changed_line(diff),
                                   "equivalent": reasons.get(name)})

@@ -213,3 +213,11 @@ def test_classification_limits_at_their_boundary_and_their_messages() -> None:
     assert tol.accepts(stats)  # no classification scores: nothing to judge them by
     assert Tolerance(atol=1.0, rtol=1.0, check=Check.max).accepts(stats, {"top1_agreement": 0.0,
                                                                           "prob_diff_max_pp": 99.0})
+
+
+def test_softmax_of_large_logits_stays_finite() -> None:
+    """Logits in the hundreds (an untrained or scaled head): exp must be taken of x - max, never of x + max."""
+    from parity.compare import softmax
+
+    probs = softmax(np.array([[800.0, 799.0, 0.0]], np.float64), axis=-1)
+    assert np.isfinite(probs).all() and probs[0, 0] == pytest.approx(1 / (1 + np.exp(-1.0)))
