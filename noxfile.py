@@ -122,7 +122,7 @@ def tests_gpu(session: nox.Session) -> None:
 # providers but cannot load them, the case where a run silently falls back to the CPU. torch is the CPU build: the
 # CUDA build is several GB, and without a device both take the same paths (torch.cuda.is_available() is False).
 GPU_PROFILE_TESTS = ["tests/test_environment.py", "tests/test_gpu_backends.py", "tests/test_gpu.py",
-                     "tests/test_exporters_backends.py"]
+                     "tests/test_exporters_backends.py", "tests/test_runner.py"]
 
 
 @nox.session(python=PYTHON)
@@ -165,7 +165,7 @@ def _threads() -> dict[str, str]:
 @nox.session(python=PYTHON)
 def mutation(session: nox.Session) -> None:
     """Mutation testing (mutmut) of the core rules: comparison, golden store, verdicts and exit codes, sweep
-    aggregation ([tool.mutmut] in pyproject.toml). Not part of CI (tens of minutes); the last run's score and
+    aggregation ([tool.mutmut] in pyproject.toml). Not part of CI (about 15 minutes); the last run's score and
     survivors are in docs/mutation.md. parity itself is not installed: the tests import the mutated copy."""
     session.install(*CPU, "mutmut==3.8.1")
     shutil.rmtree(ROOT / "mutants", ignore_errors=True)  # a fresh run: results of an older tree are not reused

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,15 @@ def test_required_extra_is_installed(name: str) -> None:
         providers = ort.get_available_providers()
         assert "CUDAExecutionProvider" in providers, (
             f"onnxruntime-gpu was installed, but this onnxruntime lists only {providers}: the CPU wheel overwrote it")
+
+
+TOOLS = [name for name in os.environ.get("PARITY_REQUIRE_TOOLS", "").split(",") if name]
+
+
+@pytest.mark.parametrize("tool", TOOLS or [pytest.param(None, marks=pytest.mark.skip(
+    reason="PARITY_REQUIRE_TOOLS is unset (set by .ci/run): no program was required"))])
+def test_required_program_is_on_the_path(tool: str) -> None:
+    assert shutil.which(tool), f"CI requires `{tool}` (PARITY_REQUIRE_TOOLS), but it is not on the PATH here"
 
 
 # a noxfile that runs the real noxfile's extras step on one extra whose package does not exist

@@ -29,4 +29,4 @@ def test_torch_cuda_leaves_the_cpu_reference_on_cpu(run_parity) -> None:
         return [c["outputs"][0]["metrics"] for c in r["checks"] if c["check"] == "reference"]
 
     assert reference_metrics(report) == reference_metrics(on_cpu)
-    assert report["backend"]["runtime"]["device"] == "cuda:0" and on_cpu["backend"]["runtime"]["device"] == "cpu"
+    assert report["backend"]["runtime"]["device_name"] and "device_name" not in on_cpu["backend"]["runtime"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import GOLDEN, REPO, compose_cfg
-from tests.extras import BLOCKER, needs_openvino, needs_tf
+from tests.extras import BLOCKER, README_CPU, needs_openvino, needs_tf
 
 GOLDEN_DIR = GOLDEN / "cifar10_vgg" / "samples16"
 # parity.dependencies' one message for a missing optional package (here keras, the first one a Keras model imports)
@@ -118,7 +118,8 @@ def test_openvino_with_strict_numerics_agrees_with_the_keras_golden(run_parity) 
     command's pairwise table and its bf16 FAIL: tests/test_readme.py)."""
     report, code = run_parity(["model=cifar10_vgg", "backend=openvino_cpu", "numerics=strict"])
     assert code == 0 and report["backend"]["runtime"]["inference_precision"] == "f32"
-    assert f"{report['checks'][1]['outputs'][0]['metrics']['max_abs']:.2g}" == "2.3e-06"
+    max_abs = report["checks"][1]["outputs"][0]["metrics"]["max_abs"]
+    assert (f"{max_abs:.2g}" == "2.3e-06") if README_CPU else (0 < max_abs < 1e-5)  # README_CPU: tests/extras.py
 
 
 def test_without_the_tf_and_openvino_extras_everything_is_a_skip_with_the_reason(cli, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pytest
 
 from tests.conftest import REPO
-from tests.extras import needs_openvino, needs_tf
+from tests.extras import README_CPU, needs_openvino, needs_tf
 
 README = (REPO / "README.md").read_text()
 SEED_SECTION = README[README.index("## The seed investigations"):README.index("## Quantized and fp16 variants")]
@@ -58,6 +58,42 @@ def _rows(text: str) -> list[list[str]]:
             if line.startswith("|") and not set(line) <= set("|-: ")]
 
 
+def _number(token: str) -> float | None:
+    try:
+        return float(token)
+    except ValueError:
+        return None
+
+
+def _close(quoted: list[str], printed: list[str], factor: float) -> bool:
+    """Same cells: words equal, numbers within `factor` of each other (zero only where the other is zero)."""
+    if len(quoted) != len(printed):
+        return False
+    for q_cell, p_cell in zip(quoted, printed):
+        q_tokens, p_tokens = q_cell.split(), p_cell.split()
+        if len(q_tokens) != len(p_tokens):
+            return False
+        for q, p in zip(q_tokens, p_tokens):
+            a, b = _number(q), _number(p)
+            if a is None or b is None:
+                if q != p:
+                    return False
+            elif not (a == b or (a * b > 0 and max(a, b) / min(a, b) <= factor)):
+                return False
+    return True
+
+
+def assert_shown(quoted: list[list[str]], printed: list[list[str]]) -> None:
+    """Every row the README quotes is one the run printed: to the digit on the README's CPU (tests/extras.py
+    README_CPU), elsewhere with the same words and verdicts and every number within a factor of 2."""
+    assert quoted, "nothing quoted"
+    for row in quoted:
+        if README_CPU:
+            assert row in printed, (row, printed)
+        else:
+            assert any(_close(row, other, 2.0) for other in printed), (row, printed)
+
+
 def _sweep(tmp_path: Path) -> dict[str, Any]:
     return json.loads((tmp_path / "sweep" / "sweep_report.json").read_text())
 
@@ -96,8 +132,8 @@ def seed_001(proc: Any, tmp_path: Path) -> None:
     (row,) = document["pivot"]["rows"]
     cells = [row["cells"][c] for c in document["pivot"]["columns"]]
     assert [c["verdict"] for c in cells] == ["PASS"] * 3
-    assert [f"{c['max_abs']:.2g}" for c in cells] == ["3.8e-06", "3e-06", "3e-06"]
-    assert "| resnet18 | logits | 4     | 3.81e-06 PASS  | 2.98e-06 PASS       | 2.98e-06 PASS     |" in proc.stdout
+    assert_shown([["resnet18", "logits", "4", "3.81e-06 PASS", "2.98e-06 PASS", "2.98e-06 PASS"]],
+                 _rows(proc.stdout))  # the README: max abs 3.8e-6 / 3.0e-6 / 3.0e-6
     for report in _job_reports(tmp_path):
         (export,) = report["exports"]
         assert export["ok"] and export["files"] and len(export["sha256"]) == 64 and export["opset"] >= 13
@@ -123,15 +159,16 @@ def seed_002(proc: Any, tmp_path: Path) -> None:
         summary = (Path(_sweep(tmp_path)["jobs"][2]["output_dir"]) / "summary.md").read_text()
         assert proc.returncode == 1 and openvino["verdict"] == "FAIL" and "inference precision bf16" in summary
         assert out["classification"]["top1_agreement"] == 1.0
-        assert f"{out['classification']['prob_diff_max_pp']:.3g}" == "1.65"
-        assert all(row in printed for row in quoted), (quoted, printed)
+        if README_CPU:
+            assert f"{out['classification']['prob_diff_max_pp']:.3g}" == "1.65"
+        assert_shown(quoted, printed)
     else:
         assert proc.returncode == 0 and openvino["verdict"] == "PASS", f"OpenVINO ran in {precision}"
 
         def without_openvino(rows: list[list[str]]) -> list[list[str]]:  # its row and its (last) column
             return [r[:-1] for r in rows if "openvino" not in r[0]]
 
-        assert all(row in without_openvino(printed) for row in without_openvino(quoted)), (quoted, printed)
+        assert_shown(without_openvino(quoted), without_openvino(printed))
     assert "== pairwise max / mean |a − b|: cifar10_vgg b=16 probs" in proc.stdout
 
 
@@ -177,9 +214,7 @@ def seed_004(proc: Any, tmp_path: Path) -> None:
     """Batch 1 an ERROR on every exporter with the underlying messages, 2 and 4 PASS, jit_trace no export at all:
     the quoted table is what this run printed."""
     assert proc.returncode == 2
-    quoted = quoted_rows(SEED_SECTION, "inputs.batch_sizes=[1,2,4]")
-    printed = _rows(proc.stdout)
-    assert quoted and all(row in printed for row in quoted), (quoted, printed)
+    assert_shown(quoted_rows(SEED_SECTION, "inputs.batch_sizes=[1,2,4]"), _rows(proc.stdout))
     dynamo, torchscript, jit_trace = _job_reports(tmp_path)
     for report in (dynamo, torchscript):
         assert [(c["check"], c["batch_size"], c["verdict"]) for c in report["checks"]] == [
@@ -219,6 +254,9 @@ def test_every_seed_command_has_its_claims_checked() -> None:
     assert sorted(set(parity_commands)) == sorted(CLAIMS), "README seed commands and CLAIMS differ"
     assert all(any(c.startswith(name) for name in NOT_RUN) for c in others), others
     assert len(parity_commands) == 9 and len(others) == 2
+    # nothing hides from the parser: every block is bash or quoted output, every mention of parity's CLI is one
+    assert set(re.findall(r"^```(\w*)$", SEED_SECTION, flags=re.M)) == {"bash", ""}
+    assert SEED_SECTION.count("-m parity") == len(parity_commands)
 
 
 @pytest.mark.parametrize("command", [pytest.param(c, marks=NEEDS.get(CLAIMS[c], ()), id=CLAIMS[c].__name__)
@@ -230,17 +268,25 @@ def test_readme_seed_command(cli, tmp_path: Path, command: str) -> None:
 
 @needs_tf
 def test_readme_quantized_sweep_shows_the_quoted_table_and_int8_verdicts(cli, tmp_path: Path) -> None:
-    """README, Quantized and fp16 variants: the sweep's tables as quoted; both INT8 variants of cifar10_vgg FAIL
-    (dynamic: 2 of 16 top-1 changed, 88 %, 5.8 pp, "look"; static: 3 of 16, 81 %, 4.7 pp, "good"), resnet18's
-    INT8 logits PASS within about 2 % relative L2 with identical top-1."""
+    """README, Quantized and fp16 variants: resnet18's INT8 logits PASS within about 2 % relative L2 with identical
+    top-1; on the README's CPU the sweep's tables are as quoted and both INT8 variants of cifar10_vgg FAIL
+    (dynamic: 2 of 16 top-1 changed, 88 %, 5.8 pp, "look"; static: 3 of 16, 81 %, 4.7 pp, "good")."""
     command = "python -m parity -m model=resnet18,cifar10_vgg transform=none,fp16,int8_dynamic,int8_static"
     assert command in commands(QUANTIZED_SECTION)
     proc = cli(*shlex.split(command)[3:])
     assert proc.returncode == 1, proc.stderr[-2000:]
-    quoted, printed = quoted_rows(QUANTIZED_SECTION, command), _rows(proc.stdout)
-    assert len(quoted) == 9 and all(row in printed for row in quoted), (quoted, printed)
+    quoted = quoted_rows(QUANTIZED_SECTION, command)
+    assert len(quoted) == 9
     jobs = {(r["model"]["name"], r["transform"]): r for r in _job_reports(tmp_path)}
     int8 = {key: r["checks"][1]["outputs"][0] for key, r in jobs.items() if key[1].startswith("int8")}
+    for transform in ("int8_dynamic", "int8_static"):
+        resnet = int8[("resnet18", transform)]
+        assert jobs[("resnet18", transform)]["verdict"] == "PASS"
+        assert 0.01 < resnet["metrics"]["l2_rel"] < 0.025 and resnet["classification"]["top1_agreement"] == 1.0
+    if not README_CPU:  # another INT8 path changes which borderline samples flip: only the float columns hold
+        assert_shown([r[:4] for r in quoted if r[0] == "resnet18"], [r[:4] for r in _rows(proc.stdout)])
+        return
+    assert_shown(quoted, _rows(proc.stdout))
     for transform, mismatches, agreement, pp, grade in [("int8_dynamic", 2, "88%", "5.8", "look"),
                                                         ("int8_static", 3, "81%", "4.7", "good")]:
         scores = int8[("cifar10_vgg", transform)]["classification"]
@@ -248,6 +294,12 @@ def test_readme_quantized_sweep_shows_the_quoted_table_and_int8_verdicts(cli, tm
         assert (scores["top1_mismatches"], scores["samples"], f"{scores['top1_agreement']:.0%}") == \
             (mismatches, 16, agreement)
         assert (f"{scores['prob_diff_max_pp']:.2g}", scores["grade"]) == (pp, grade)
-        resnet = int8[("resnet18", transform)]
-        assert jobs[("resnet18", transform)]["verdict"] == "PASS"
-        assert 0.01 < resnet["metrics"]["l2_rel"] < 0.025 and resnet["classification"]["top1_agreement"] == 1.0
+
+
+def test_rows_compare_by_words_and_numbers_within_a_factor_off_the_readmes_cpu() -> None:
+    row = ["resnet18", "logits", "4", "3.81e-06 PASS", "— ERROR", "0.0165 / 0.00232"]
+    assert _close(row, ["resnet18", "logits", "4", "3.7e-06 PASS", "— ERROR", "0.02 / 0.0015"], 2.0)
+    assert not _close(row, ["resnet18", "logits", "4", "3.81e-06 FAIL", "— ERROR", "0.0165 / 0.00232"], 2.0)
+    assert not _close(row, ["resnet18", "logits", "4", "9e-06 PASS", "— ERROR", "0.0165 / 0.00232"], 2.0)
+    assert not _close(["0 / 0"], ["1e-09 / 0"], 2.0) and _close(["0 / 0"], ["0 / 0"], 2.0)
+    assert not _close(row, row[:-1], 2.0) and not _close(["1.0 PASS"], ["1.0"], 2.0)

@@ -213,7 +213,9 @@ def test_the_terminal_says_what_really_ran(run_parity, capsys) -> None:
     report, code = run_parity(["model=mlp", "inputs.batch_sizes=[2]"])
     lines = capsys.readouterr().out.splitlines()
     assert code == 0 and report["backend"]["runtime"]["providers_active"] == ["CPUExecutionProvider"]
+    # CPU even under onnxruntime-gpu, whose get_device() names its build (GPU), not where the session ran
     assert f"ran on: onnxruntime {ort.__version__}, providers CPUExecutionProvider, device CPU" in lines
+    assert report["backend"]["runtime"]["build_device"] == ort.get_device()
 
 
 def test_report_json_on_disk_matches(run_parity, tmp_path: Path) -> None:

@@ -191,16 +191,19 @@ class OrtSession(Session):
         import onnxruntime as ort
 
         config = self.backend.config
+        active = self._session.get_providers()
         info: dict[str, Any] = {
             "framework": "onnxruntime",
             "onnxruntime": ort.__version__,
-            "device": ort.get_device(),
+            # where it ran: onnxruntime-gpu's get_device() says GPU even for a session on the CPU provider alone
+            "device": ort.get_device() if set(active) - {"CPUExecutionProvider"} else "CPU",
+            "build_device": ort.get_device(),
             "providers_requested": self.backend.requested,
             "graph_optimization_level": config.graph_optimization_level,
             "intra_op_num_threads": config.intra_op_num_threads,
             "inter_op_num_threads": config.inter_op_num_threads,
             "execution_mode": config.execution_mode,
-            "providers_active": self._session.get_providers(),
+            "providers_active": active,
             "provider_options": self._session.get_provider_options(),
             "graph_outputs": list(self._graph_outputs),
         }
