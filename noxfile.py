@@ -133,6 +133,19 @@ def tests_gpu_profile(session: nox.Session) -> None:
                require=("onnxruntime-gpu",))
 
 
+# Model Explorer, the viewer the README points localisation at: its server, web app and ONNX adapter (Flask,
+# IPython and a compiled adapter among their dependencies, so a session of its own rather than an extra of tests_cpu)
+MODEL_EXPLORER = ["model-explorer-onnx==0.4.2", "ai-edge-model-explorer==0.1.34", "dacite==1.9.2"]
+
+
+@nox.session(python=PYTHON)
+def tests_model_explorer(session: nox.Session) -> None:
+    """The README's Model Explorer commands for real (CI runs it): onnxvis serves a localisation's artifact and node
+    data, and every value lands on a node of its ONNX adapter's graph."""
+    tests_impl(session, [*CPU, *MODEL_EXPLORER], "tests/test_environment.py", "tests/test_model_explorer.py",
+               require=("model-explorer",))
+
+
 @nox.session(python=PYTHON)
 def parity_gpu(session: nox.Session) -> None:
     """Seed 003 on a GPU: centerpoint over torch_cuda, ort_cuda, tensorrt x numerics default/strict vs the goldens."""

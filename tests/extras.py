@@ -19,6 +19,7 @@ EXTRA_MODULES = {
     "opencv": ("cv2",),
     "ray": ("ray", "hydra_plugins.hydra_ray_launcher"),
     "onnxruntime-gpu": ("onnxruntime",),
+    "model-explorer": ("model_explorer", "model_explorer_onnx", "dacite"),
 }
 _TF = _missing(*EXTRA_MODULES["tf"])
 _OV = _missing(*EXTRA_MODULES["openvino"])

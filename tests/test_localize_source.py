@@ -31,7 +31,8 @@ def test_a_clean_model_has_no_culprit_and_writes_its_overlay(run_parity) -> None
     assert all(m["within_tolerance"] and m["max_abs"] < 1e-4 for m in loc["modules"])
     assert set(loc["unmatched"]) >= {"bn1", "layer1.0.bn1"}  # folded into their Conv by the exporter
     data = json.loads(Path(loc["overlay"]).read_text())
-    assert set(data["results"]) == {m["tensor"] for m in loc["modules"]} and data["thresholds"]
+    # keyed by the ONNX node writing each matched tensor: the ids Model Explorer's ONNX adapter gives its nodes
+    assert set(data["results"]) == {m["node"] for m in loc["modules"]} and data["thresholds"]
 
 
 @pytest.mark.parametrize("exporter", ["torchscript", "jit_trace", "dynamo"])
@@ -100,7 +101,9 @@ def test_a_runtime_that_perturbs_one_intermediate_is_a_runtime_fault_at_its_node
     assert fault["stages"]["artifact_vs_source"]["within_tolerance"]
     assert loc["kind"] == "runtime" and loc["culprit"]["node"] == report["backend"]["runtime"]["perturbed_node"]
     assert loc["culprit"]["module"] == "layer3.1.conv1" and loc["first_divergent"]["op_type"] == "Conv"
-    assert Path(loc["overlay"]).is_file()
+    data = json.loads(Path(loc["overlay"]).read_text())
+    assert data["results"][loc["culprit"]["node"]]["bgColor"] == "#b71c1c"  # the culprit's node stands out
+    assert data["results"][loc["culprit"]["node"]]["value"] == loc["first_divergent"]["max_abs"]
 
 
 def test_localize_source_finds_nothing_for_a_runtime_fault(run_parity) -> None:

@@ -2,7 +2,7 @@
 
 The commands are read from README.md itself, so a command added there without a check here fails
 `test_every_seed_command_has_its_claims_checked`; tables the README quotes are compared cell by cell with what
-the run printed. Commands outside parity (Model Explorer's viewer) are listed in NOT_RUN with the reason.
+the run printed. Commands outside parity (Model Explorer's viewer) are run by tests/test_model_explorer.py.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ README = (REPO / "README.md").read_text()
 SEED_SECTION = README[README.index("## The seed investigations"):README.index("## Quantized and fp16 variants")]
 QUANTIZED_SECTION = README[README.index("## Quantized and fp16 variants"):README.index("## Keras / TensorFlow")]
 
-# commands of the seed section that are not parity's, and why no test runs them
-NOT_RUN = {
-    "pip install model-explorer-onnx": "Model Explorer is a third-party viewer (a Flask server and a web UI), not a "
-                                       "dependency of parity; tests/test_localize_source.py checks the node-data file",
-    "onnxvis": "starts Model Explorer's server and opens a browser on the node-data file parity wrote",
+# commands of the seed section that are not parity's, and the tests that run them (in their own nox session)
+RUN_ELSEWHERE = {
+    "pip install model-explorer-onnx": "nox -s tests_model_explorer installs it (pinned)",
+    "onnxvis": "tests/test_model_explorer.py runs it on a localisation's artifact and node data (nox -s "
+               "tests_model_explorer, in CI)",
 }
 
 
@@ -252,7 +252,7 @@ def test_every_seed_command_has_its_claims_checked() -> None:
     parity_commands = [c for c in found if c.startswith("python -m parity")]
     others = [c for c in found if not c.startswith("python -m parity")]
     assert sorted(set(parity_commands)) == sorted(CLAIMS), "README seed commands and CLAIMS differ"
-    assert all(any(c.startswith(name) for name in NOT_RUN) for c in others), others
+    assert all(any(c.startswith(name) for name in RUN_ELSEWHERE) for c in others), others
     assert len(parity_commands) == 9 and len(others) == 2
     # nothing hides from the parser: every block is bash or quoted output, every mention of parity's CLI is one
     assert set(re.findall(r"^```(\w*)$", SEED_SECTION, flags=re.M)) == {"bash", ""}
