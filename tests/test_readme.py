@@ -8,9 +8,11 @@ the run printed. Commands outside parity (Model Explorer's viewer) are run by te
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shlex
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import pytest
@@ -261,8 +263,17 @@ def test_every_seed_command_has_its_claims_checked() -> None:
 
 @pytest.mark.parametrize("command", [pytest.param(c, marks=NEEDS.get(CLAIMS[c], ()), id=CLAIMS[c].__name__)
                                      for c in CLAIMS])
-def test_readme_seed_command(cli, tmp_path: Path, command: str) -> None:
-    proc = cli(*shlex.split(command)[3:])
+def test_readme_seed_command(cli, run_parity, capsys, caplog, tmp_path: Path, command: str) -> None:
+    """A sweep runs through the real CLI (Hydra's multirun, the sweep's callback); a single job in process on the
+    same overrides (what `python -m parity` runs, without a second interpreter's start-up), its terminal output
+    and log lines captured."""
+    args = shlex.split(command)[3:]
+    if "-m" in args:
+        proc = cli(*args)
+    else:
+        caplog.set_level(logging.INFO, logger="parity")
+        _, code = run_parity(args)
+        proc = SimpleNamespace(returncode=code, stdout=capsys.readouterr().out, stderr="\n".join(caplog.messages))
     CLAIMS[command](proc, tmp_path)
 
 
