@@ -285,8 +285,8 @@ class LocalizationReport(Record):
 
     def to_dict(self) -> dict[str, Any]:
         # null where it says something: no divergent node, no culprit; for localize=source no module exceeding
-        keep = ("first_divergent", "error", "culprit", "kind", *(("first_exceeding",) if self.kind == "conversion"
-                                                                 else ()))
+        keep = {"first_divergent", "error", "culprit", "kind"} | ({"first_exceeding"} if self.kind == "conversion"
+                                                                 else set())
         return {k: v for k, v in super().to_dict().items() if k != "tensor_errors" and (
             (v is not None and v != () and v != {} and v != []) or k in keep)}
 
